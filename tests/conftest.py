@@ -1,0 +1,53 @@
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from tracegpt import loader  # noqa: E402
+from tracegpt.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lm():
+    """The embedded model, loaded once for the whole run."""
+    return loader.load()
+
+
+class Result:
+    def __init__(self, r):
+        self.exit_code = r.exit_code
+        self.stdout = r.stdout
+        self.stderr = r.stderr
+        self.exception = r.exception
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def run_cli():
+    """Run `tracegpt ARGS...` in-process; stdout and stderr kept apart."""
+
+    def run(*args, input=None, env=None):
+        runner = CliRunner()
+        r = runner.invoke(app, [str(a) for a in args], input=input, env=env or {})
+        return Result(r)
+
+    return run
+
+
+def assert_one_line_error(result, *fragments, code=None):
+    """A failure as users must see it: non-zero exit, one line on stderr, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    if code is not None:
+        assert result.exit_code == code, (result.exit_code, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,84 @@
+"""What the tracer records is the forward pass itself: checked from the recorded tensors alone."""
+
+import pytest
+import torch
+
+from tracegpt.errors import UsageError
+from tracegpt.model import stage_names
+from tracegpt.tracer import run_trace
+
+PROMPTS = ["I love", "To be, or not to be, that is the question:", "My lord,\nI"]
+
+# The stage names are an interface people script against: a change here is a breaking change.
+BLOCK = ["ln1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.mask", "attn.weights", "attn.mix",
+         "attn.out", "resid_attn", "ln2", "mlp.pre", "mlp.act", "mlp.out", "resid_out"]
+EXPECTED_NAMES = (["tokens", "embed.token", "embed.position", "embed.sum"]
+                  + [f"blocks.{i}.{s}" for i in range(4) for s in BLOCK] + ["ln_f", "logits", "probs"])
+
+
+def test_stage_names_are_pinned(lm):
+    assert stage_names(4) == EXPECTED_NAMES
+    assert run_trace(lm, "I love").names() == EXPECTED_NAMES
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_traced_logits_equal_untraced(lm, prompt):
+    trace = run_trace(lm, prompt)
+    with torch.no_grad():
+        plain = lm.model(torch.tensor([trace.token_ids]))[0]
+    assert (plain - trace["logits"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_attention_rows_are_distributions_over_the_past(lm, prompt):
+    trace = run_trace(lm, prompt)
+    T = trace.n_tokens
+    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
+    for layer in range(4):
+        w = trace[f"blocks.{layer}.attn.weights"]
+        assert torch.allclose(w.sum(-1), torch.ones(4, T), atol=1e-6)
+        assert (w[:, future] == 0).all()
+        assert torch.equal(trace[f"blocks.{layer}.attn.mask"], ~future)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_residual_stream_is_revised_by_addition(lm, prompt):
+    trace = run_trace(lm, prompt)
+    x = trace["embed.sum"]
+    assert torch.allclose(x, trace["embed.token"] + trace["embed.position"])
+    for layer in range(4):
+        p = f"blocks.{layer}."
+        assert torch.allclose(trace[p + "resid_attn"], x + trace[p + "attn.out"], atol=1e-5)
+        assert torch.allclose(trace[p + "resid_out"], trace[p + "resid_attn"] + trace[p + "mlp.out"], atol=1e-5)
+        x = trace[p + "resid_out"]
+    logits = trace["ln_f"] @ lm.model.wte.weight.T
+    assert torch.allclose(logits, trace["logits"], atol=1e-4)
+    assert torch.allclose(trace["probs"], torch.softmax(trace["logits"], -1), atol=1e-6)
+
+
+def test_attention_stages_are_the_arithmetic_they_name(lm):
+    trace = run_trace(lm, "I love thee")
+    p = "blocks.2.attn."
+    q, k, v = trace[p + "q"], trace[p + "k"], trace[p + "v"]
+    scores = q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5)
+    assert torch.allclose(scores, trace[p + "scores"], atol=1e-5)
+    weights = torch.softmax(scores.masked_fill(~trace[p + "mask"], float("-inf")), -1)
+    assert torch.allclose(weights, trace[p + "weights"], atol=1e-6)
+    assert torch.allclose(weights @ v, trace[p + "mix"], atol=1e-5)
+
+
+def test_recording_can_be_limited_to_layers_and_stages(lm):
+    trace = run_trace(lm, "I love", layers=[1, 3], stages=["attn.weights", "logits"])
+    assert trace.names() == ["blocks.1.attn.weights", "blocks.3.attn.weights", "logits"]
+    only_layer = run_trace(lm, "I love", layers=[2])
+    assert {n.split(".")[1] for n in only_layer.names() if n.startswith("blocks.")} == {"2"}
+    assert "embed.sum" in only_layer and "logits" in only_layer
+
+
+def test_bad_prompts_say_what_is_wrong(lm):
+    with pytest.raises(UsageError, match="empty"):
+        run_trace(lm, "")
+    with pytest.raises(UsageError, match="at most 256"):
+        run_trace(lm, " thee" * 300)
+    with pytest.raises(UsageError, match="layers 0..3"):
+        run_trace(lm, "I love", layers=[4])

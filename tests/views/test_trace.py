@@ -1,0 +1,56 @@
+import io
+
+import pytest
+from rich.console import Console
+
+from tracegpt import export
+from tracegpt.model import BLOCK_STAGES
+from tracegpt.tracer import run_trace
+from tracegpt.views import trace as trace_view
+
+
+def render(lm, prompt, width, layers=None, focus=-1):
+    trace = run_trace(lm, prompt, layers=layers)
+    focus = export.check_position(trace, focus)
+    top = export.top_tokens(trace, focus, 5, lm.token_text)
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    console.print(trace_view.render(trace, focus, top, layers=layers))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_every_stage_of_every_shown_block_is_there(lm, width):
+    text = render(lm, "To be, or not to be", width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    sections = text.split("Block ")
+    assert len(sections) == 1 + 4
+    for section in sections[1:]:
+        flat = " ".join(section.split())
+        for stage in BLOCK_STAGES:
+            assert stage in flat, stage
+    for stage in ("embed.token", "embed.position", "embed.sum", "ln_f", "logits", "probs"):
+        assert stage in text
+
+
+def test_only_the_chosen_blocks_are_shown(lm):
+    text = render(lm, "I love", 120, layers=[2])
+    assert "Block 2" in text and "Block 0" not in text and "Block 3" not in text
+
+
+def test_explanations_carry_the_live_numbers(lm):
+    trace = run_trace(lm, "I love")
+    w = trace["blocks.1.attn.weights"][2, 1]  # head 2, focus ' love'
+    best = int(w.argmax())
+    text = render(lm, "I love", 200)
+    expected = f"head 2: {trace_view.pct(w[best].item())} from '{trace_view.quoted(trace.token_texts[best])[1:-1]}'@{best}"
+    assert expected in text
+
+
+def test_partial_characters_show_their_bytes(lm):
+    text = render(lm, "😀", 120)
+    assert "f0 (part of a character)" in text and "80 (part of a character)" in text
+
+
+def test_long_prompts_fold_the_token_table(lm):
+    text = render(lm, " thee" * 100, 80)
+    assert "tokens not shown" in text

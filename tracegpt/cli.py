@@ -1,0 +1,140 @@
+"""The command line: typer wiring that parses options and hands them to tracegpt.commands.
+
+Every failure leaves through `TracegptGroup.main`: one line on standard error, an exit code
+of 1 (runtime), 2 (usage) or 130 (interrupted), a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+# Torch's OpenMP threads spin while they wait; on a shared machine that made small forwards
+# 20-80x slower. Passive waiting costs next to nothing here. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import TraceGPTError  # noqa: E402
+
+
+def _error(message: str, code: int) -> int:
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    print(f"error: {' '.join(lines) or 'unknown error'}", file=sys.stderr)
+    return code
+
+
+class TracegptGroup(TyperGroup):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or bool(os.environ.get("TRACEGPT_DEBUG"))
+        args = [a for a in args if a != "--debug"]
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "tracegpt", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except Exception as e:  # noqa: BLE001 - the one place every failure becomes one line
+            if debug and not _is_usage(e):
+                raise
+            code = _exit_code_for(e)
+        except KeyboardInterrupt:
+            code = _error("interrupted", 130)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _is_usage(e: Exception) -> bool:
+    """click's (or typer's vendored click's) usage errors: they know their message and exit code."""
+    return hasattr(e, "format_message") and hasattr(e, "exit_code")
+
+
+def _exit_code_for(e: Exception) -> int:
+    name = type(e).__name__
+    if name == "NoArgsIsHelpError":
+        print(e.ctx.get_help())
+        return 0
+    if isinstance(e, TraceGPTError):
+        return _error(str(e), e.exit_code)
+    if _is_usage(e):
+        return _error(e.format_message(), e.exit_code)
+    if name == "Exit" and hasattr(e, "exit_code"):
+        return e.exit_code
+    if name == "Abort":
+        return _error("interrupted", 130)
+    if isinstance(e, OSError) and e.errno == errno.EPIPE:
+        return _quiet_broken_pipe()
+    if isinstance(e, OSError):
+        return _error(f"{e.strerror or e} (rerun with --debug for the traceback)", 1)
+    return _error(f"unexpected {name}: {e} (rerun with --debug for the traceback)", 1)
+
+
+def _quiet_broken_pipe() -> int:
+    # The reader went away (`| head`): stop writing, and keep Python from complaining at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+app = typer.Typer(
+    cls=TracegptGroup,
+    help="Open up a GPT's forward pass: every stage, with real numbers and plain-language explanations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"tracegpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """Open up a GPT's forward pass: every stage, with real numbers and plain-language explanations."""
+
+
+ModelOpt = typer.Option(None, "--model", "-m", envvar="TRACEGPT_MODEL", show_envvar=True,
+                        help="Model to run: 'shakespeare' (embedded, the default).")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
+DtypeOpt = typer.Option("float32", "--dtype", help="Weights and activations: float32, bfloat16 or float16.")
+WidthOpt = typer.Option(None, "--width", help="Render at this many columns (default: the terminal's, or COLUMNS).")
+NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is honoured too).")
+JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
+
+
+@app.command(epilog="Examples:\n\n  tracegpt trace \"I love\"\n\n  tracegpt trace \"To be, or not to be\" --layers 2-3 --position 3\n\n"
+                    "  tracegpt trace \"I love\" --json | jq '.next_token.top[0]'")
+def trace(
+    prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    top_k: int = typer.Option(10, "--top-k", "-k", help="How many next-token candidates to show (at least 1)."),
+    layers: str | None = typer.Option(None, "--layers", "-l", help="Blocks to record and show: all, 3, 0,2 or 1-3 (counting from 0)."),
+    position: int | None = typer.Option(None, "--position", "-p", help="Token position to follow, from 0; negative counts from the end (default: the last)."),
+    as_json: bool = JsonOpt,
+    save: Path | None = typer.Option(None, "--save", help="Also write every recorded tensor to FILE.npz, keyed by stage name."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Run a prompt through the model and show every stage of the forward pass."""
+    from .commands import trace as command
+
+    command.run(prompt, model, device, dtype, top_k, layers, position, as_json, save, width, not no_color)
+
+
+def main():
+    app()

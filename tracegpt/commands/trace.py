@@ -1,0 +1,33 @@
+"""`tracegpt trace`: load, record every stage, then print the view or the JSON."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .common import emit_json, parse_layers, read_prompt
+
+
+def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, layers: str | None,
+          position: int | None, as_json: bool, save, width: int | None, color: bool) -> None:
+    from .. import export, loader
+    from ..tracer import run_trace
+    from ..views import common
+    from ..views import trace as trace_view
+
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k} is out of range; it must be at least 1")
+    if save is not None:
+        export.check_writable(save, "--save")
+    prompt = read_prompt(prompt)
+    lm = loader.load(model, device=device, dtype=dtype)
+    shown = parse_layers(layers, lm.config.n_layer)
+    t = run_trace(lm, prompt, layers=shown)
+    focus = export.check_position(t, position)
+    top_k = min(top_k, lm.config.vocab_size)
+    if save is not None:
+        export.save_npz(t, save)
+    if as_json:
+        emit_json(export.trace_to_dict(t, lm.token_text, focus=focus, top_k=top_k))
+        return
+    top = export.top_tokens(t, focus, top_k, lm.token_text)
+    console = common.make_console(width=width, color=color)
+    console.print(trace_view.render(t, focus, top, layers=shown))

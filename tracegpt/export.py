@@ -1,0 +1,117 @@
+"""A trace as data: the JSON document of `tracegpt trace --json`, and the .npz of `--save`.
+
+The JSON holds summaries (shape, mean, std, min, max, the focus position's L2 norm) and
+small previews; full tensors go to the .npz, keyed by the same stage names.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import TraceGPTError, UsageError
+from .tracer import Trace, position_axis
+
+SCHEMA_VERSION = 1
+PREVIEW = 8  # numbers of the focus vector shown per stage
+
+
+def check_position(trace: Trace, position: int | None) -> int:
+    """The focus position, counted from 0; negative counts from the end (-1 = last, the default)."""
+    n = trace.n_tokens
+    position = -1 if position is None else position
+    if not -n <= position < n:
+        raise UsageError(f"--position {position} is out of range; the prompt has positions 0..{n - 1} (or -{n}..-1)")
+    return position % n
+
+
+def layer_of(name: str) -> int | None:
+    return int(name.split(".")[1]) if name.startswith("blocks.") else None
+
+
+def focus_slice(trace: Trace, name: str, focus: int) -> torch.Tensor:
+    t = trace[name]
+    return t.select(position_axis(name), focus)
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def stage_summary(trace: Trace, name: str, focus: int) -> dict:
+    t = trace[name]
+    entry = {"name": name, "layer": layer_of(name), "shape": list(t.shape)}
+    if not t.is_floating_point():
+        entry.update(mean=None, std=None, min=None, max=None, focus_norm=None)
+        entry["preview"] = focus_slice(trace, name, focus).tolist() if t.dim() > 1 else t.tolist()
+        return entry
+    f = t.float()
+    sl = focus_slice(trace, name, focus).float()
+    entry.update(mean=_num(f.mean()), std=_num(f.std()) if f.numel() > 1 else 0.0, min=_num(f.min()),
+                 max=_num(f.max()), focus_norm=_num(sl.norm()))
+    if name.endswith("attn.weights"):
+        entry["preview"] = [[_num(w) for w in row] for row in sl]  # each head's row for the focus
+    else:
+        entry["preview"] = [_num(v) for v in sl.flatten()[:PREVIEW]]
+    return entry
+
+
+def top_tokens(trace: Trace, focus: int, k: int, encoding_text) -> list[dict]:
+    logits = focus_slice(trace, "logits", focus).float()
+    probs = torch.softmax(logits, dim=-1)
+    top = torch.topk(probs, min(k, probs.numel()))
+    return [{"id": int(i), "text": encoding_text(int(i)), "logit": _num(logits[i]), "prob": _num(p)}
+            for p, i in zip(top.values, top.indices)]
+
+
+def trace_to_dict(trace: Trace, token_text, focus: int | None = None, top_k: int = 10) -> dict:
+    """The JSON document: model, tokens, every recorded stage summarised, the next-token top-k."""
+    focus = check_position(trace, focus)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "model": trace.model,
+        "prompt": trace.prompt,
+        "focus_position": focus,
+        "tokens": [{"position": i, "id": t, "text": s}
+                   for i, (t, s) in enumerate(zip(trace.token_ids, trace.token_texts))],
+        "stages": [stage_summary(trace, n, focus) for n in trace.names()],
+    }
+    if "logits" in trace:
+        doc["next_token"] = {"position": focus, "top": top_tokens(trace, focus, top_k, token_text)}
+    return doc
+
+
+def save_npz(trace: Trace, path: str | Path) -> Path:
+    """Every recorded stage as a numpy array under its stage name (float32 for half types)."""
+    path = Path(path)
+    arrays = {}
+    for name in trace.names():
+        t = trace[name]
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.float()
+        arrays[name] = t.numpy()
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as e:
+        raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def check_writable(path: str | Path, option: str) -> Path:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable")
+    return path

@@ -1,0 +1,102 @@
+"""Finding a model and its tokenizer by name, and loading both ready to run."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import tiktoken
+import torch
+
+from . import tokenizer
+from .errors import TraceGPTError, UsageError
+from .model import GPT, GPTConfig
+from .weights import WeightsError, build_model, read_safetensors
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+EMBEDDED = "shakespeare"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: GPT
+    encoding: tiktoken.Encoding
+    card: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.wte.weight.device
+
+    @cached_property
+    def longest_token_bytes(self) -> int:
+        return max(len(b) for b in self.encoding.token_byte_values())
+
+    def encode(self, text: str) -> list[int]:
+        return tokenizer.encode(self.encoding, text)
+
+    def token_text(self, token_id: int) -> str:
+        return tokenizer.token_text(self.encoding, token_id)
+
+    def describe(self) -> dict:
+        c = self.config
+        return {"name": self.name, "n_layer": c.n_layer, "n_head": c.n_head, "d_model": c.d_model,
+                "n_ctx": c.n_ctx, "vocab_size": c.vocab_size, "n_params": self.model.n_params()}
+
+
+def default_model_name() -> str:
+    return os.environ.get("TRACEGPT_MODEL") or EMBEDDED
+
+
+def resolve_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: GPUs here are cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: supported devices are cpu and cuda")
+    return dev
+
+
+def load(source: str | None = None, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """Load a model by name: the embedded one, or (see checkpoints) a local GPT-2 checkpoint."""
+    source = source or default_model_name()
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    dev = resolve_device(device)
+    if source == EMBEDDED:
+        loaded = load_embedded()
+    else:
+        raise UsageError(f"unknown model {source!r}; available: {EMBEDDED}")
+    loaded.model.to(dev, DTYPES[dtype])
+    return loaded
+
+
+def load_embedded(assets: Path = ASSETS, name: str = EMBEDDED) -> LoadedModel:
+    card_path = assets / f"{name}.json"
+    try:
+        card = json.loads(card_path.read_text())
+        config = GPTConfig(**card["config"])
+    except FileNotFoundError:
+        raise TraceGPTError(f"embedded model card missing: {card_path}; reinstall tracegpt") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{card_path}: broken model card ({e})") from None
+    state = read_safetensors(assets / card.get("weights", f"{name}.safetensors"))
+    model = build_model(config, {k: v.float() for k, v in state.items()}, source=f"{name} weights")
+    ranks = tokenizer.read_ranks(assets / card.get("tokenizer", {}).get("file", f"{name}.tiktoken"))
+    encoding = tokenizer.encoding_from_ranks(name, ranks)
+    if encoding.n_vocab != config.vocab_size:
+        raise WeightsError(f"{name}: tokenizer has {encoding.n_vocab} tokens but the model {config.vocab_size}")
+    return LoadedModel(name=name, model=model, encoding=encoding, card=card)

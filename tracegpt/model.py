@@ -1,0 +1,254 @@
+"""The compact GPT: exactly the GPT-2 architecture, written in the order it is explained.
+
+tokens -> token embedding + position embedding -> blocks (LayerNorm -> attention -> add;
+LayerNorm -> MLP -> add) -> final LayerNorm -> logits over the vocabulary.
+
+Every intermediate tensor passes through `tap(name, tensor)`. The default tap does nothing
+and the untraced forward uses fused attention; a tracer (tracegpt.tracer) is a tap that keeps
+what it is asked for. Stage names are listed once, in `stage_names`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads per block
+    d_model: int = 256  # width of the residual stream
+    n_ctx: int = 256  # longest context (learned positions)
+    vocab_size: int = 4096  # tokens, <|endoftext|> included
+    d_mlp: int = 0  # hidden width of the MLP; 0 means 4 * d_model, as in GPT-2
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu_new"  # GPT-2's tanh approximation of GELU
+    tie_embeddings: bool = True  # the output head reuses the token embedding
+    scale_attn_weights: bool = True  # divide scores by sqrt(d_head)
+    scale_attn_by_inverse_layer_idx: bool = False  # also divide by (layer index + 1)
+    upcast_attn: bool = False  # compute scores and softmax in float32 whatever the dtype
+    extra: dict = field(default_factory=dict, compare=False)  # notes carried from a checkpoint
+
+    def __post_init__(self):
+        if self.d_mlp == 0:
+            self.d_mlp = 4 * self.d_model
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unsupported activation {self.activation!r}; supported: {', '.join(sorted(ACTIVATIONS))}"
+            )
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+
+def _gelu_tanh(x):
+    # GPT-2's "gelu_new". The exact erf GELU differs by up to ~1e-3 and breaks parity.
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+}
+
+
+def stage_names(n_layer: int) -> list[str]:
+    """Every stage the forward pass shows, in the order it computes them."""
+    names = ["tokens", "embed.token", "embed.position", "embed.sum"]
+    for i in range(n_layer):
+        names += [f"blocks.{i}.{stage}" for stage in BLOCK_STAGES]
+    return names + ["ln_f", "logits", "probs"]
+
+
+BLOCK_STAGES = (
+    "ln1",
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.scores",
+    "attn.mask",
+    "attn.weights",
+    "attn.mix",
+    "attn.out",
+    "resid_attn",
+    "ln2",
+    "mlp.pre",
+    "mlp.act",
+    "mlp.out",
+    "resid_out",
+)
+
+
+class Tap:
+    """Where the forward pass shows a stage. This one keeps nothing: the untraced forward."""
+
+    active = False
+
+    def wants(self, name: str) -> bool:
+        return False
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def scoped(self, prefix: str) -> Tap:
+        return self
+
+
+NO_TAP = Tap()
+
+
+class KVCache:
+    """Keys and values of the positions already seen, one (k, v) pair per block."""
+
+    def __init__(self, n_layer: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        first = self.layers[0]
+        return 0 if first is None else first[0].shape[-2]
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        past = self.layers[layer]
+        if past is not None:
+            k = torch.cat([past[0], k], dim=-2)
+            v = torch.cat([past[1], v], dim=-2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for kv in self.layers if kv for t in kv)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model)  # Q, K, V in one matmul
+        self.c_proj = nn.Linear(config.d_model, config.d_model)
+        self.scale = 1.0
+        if config.scale_attn_weights:
+            self.scale /= math.sqrt(config.d_head)
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= layer_idx + 1
+        self.upcast = config.upcast_attn
+        self.layer_idx = layer_idx
+
+    def split_heads(self, x):
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, x, tap: Tap, cache: KVCache | None = None):
+        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
+        q = tap("attn.q", self.split_heads(q))  # what each token is looking for
+        k = tap("attn.k", self.split_heads(k))  # how each token can be found
+        v = tap("attn.v", self.split_heads(v))  # what each token carries
+        if cache is not None:
+            k, v = cache.extend(self.layer_idx, k, v)  # the past's keys and values, plus ours
+        past = k.shape[-2] - q.shape[-2]
+        if tap.active or self.upcast:
+            mix = self.attend_step_by_step(q, k, v, past, tap)
+        elif past == 0:
+            mix = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        else:
+            mask = causal_mask(q.shape[-2], past, q.device)
+            mix = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        mix = tap("attn.mix", mix)  # (B, nh, T, hs): each head's weighted pull of V
+        B, nh, T, hs = mix.shape
+        merged = mix.transpose(1, 2).reshape(B, T, nh * hs)  # heads side by side
+        return tap("attn.out", self.c_proj(merged))
+
+    def attend_step_by_step(self, q, k, v, past, tap):
+        dtype = q.dtype
+        if self.upcast:
+            q, k = q.float(), k.float()
+        scores = tap("attn.scores", (q @ k.transpose(-2, -1)) * self.scale)  # (B, nh, T, T+past)
+        mask = tap("attn.mask", causal_mask(q.shape[-2], past, q.device))  # True = edge kept
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        weights = tap("attn.weights", weights.to(dtype))  # each row: shares of the traffic
+        return weights @ v
+
+
+def causal_mask(n_new: int, n_past: int, device) -> torch.Tensor:
+    """(n_new, n_past + n_new) booleans: query i may read key j only if j is not in its future."""
+    rows = torch.arange(n_new, device=device)[:, None] + n_past
+    cols = torch.arange(n_past + n_new, device=device)[None, :]
+    return cols <= rows
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, config.d_mlp)
+        self.c_proj = nn.Linear(config.d_mlp, config.d_model)
+        self.act = ACTIVATIONS[config.activation]
+
+    def forward(self, x, tap: Tap):
+        pre = tap("mlp.pre", self.c_fc(x))
+        act = tap("mlp.act", self.act(pre))
+        return tap("mlp.out", self.c_proj(act))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, tap: Tap, cache: KVCache | None = None):
+        # The residual stream x is revised by addition, never replaced.
+        x = tap("resid_attn", x + self.attn(tap("ln1", self.ln_1(x)), tap, cache))
+        x = tap("resid_out", x + self.mlp(tap("ln2", self.ln_2(x)), tap))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.wpe = nn.Embedding(config.n_ctx, config.d_model)
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+
+    def unembedding(self) -> torch.Tensor:
+        """(vocab_size, d_model): logits = final vector @ this.T"""
+        return self.wte.weight if self.lm_head is None else self.lm_head.weight
+
+    def forward(self, token_ids: torch.Tensor, tap: Tap = NO_TAP, cache: KVCache | None = None):
+        """token_ids (B, T) -> logits (B, T, vocab_size)."""
+        past = 0 if cache is None else len(cache)
+        T = token_ids.shape[1]
+        if past + T > self.config.n_ctx:
+            raise ValueError(f"{past + T} tokens do not fit the context of {self.config.n_ctx}")
+        tap("tokens", token_ids)
+        positions = torch.arange(past, past + T, device=token_ids.device)
+        tok = tap("embed.token", self.wte(token_ids))  # what each token is
+        pos = tap("embed.position", self.wpe(positions))  # where it stands: its address
+        x = tap("embed.sum", tok + pos)
+        for i, block in enumerate(self.h):
+            x = block(x, tap.scoped(f"blocks.{i}"), cache)
+        x = tap("ln_f", self.ln_f(x))
+        logits = tap("logits", x @ self.unembedding().T)
+        if tap.wants("probs"):
+            tap("probs", torch.softmax(logits.float(), dim=-1))
+        return logits
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

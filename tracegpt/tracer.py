@@ -1,0 +1,135 @@
+"""Recording a forward pass: every stage under its name, only the stages and layers asked for.
+
+    lm = loader.load()
+    trace = run_trace(lm, "I love")
+    trace["blocks.3.attn.weights"]      # (n_head, T, T) tensor, rows = queries
+
+Names are those of `model.stage_names`; they are the keys of the JSON and of the .npz too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import UsageError
+from .loader import LoadedModel
+from .model import BLOCK_STAGES, Tap, stage_names
+
+
+class Tracer(Tap):
+    """A tap that keeps a detached copy of each wanted stage (batch item 0) on the CPU."""
+
+    def __init__(self, layers=None, stages=None, dtype: torch.dtype | None = None,
+                 _prefix: str = "", _store: dict | None = None):
+        self.layers = None if layers is None else set(layers)
+        self.patterns = None if stages is None else list(stages)
+        self.dtype = dtype
+        self.prefix = _prefix
+        self.store: dict[str, torch.Tensor] = {} if _store is None else _store
+        self.active = self._any_wanted()
+
+    def _any_wanted(self) -> bool:
+        if not self.prefix:
+            return True
+        layer = int(self.prefix.split(".")[1])
+        if self.layers is not None and layer not in self.layers:
+            return False
+        return any(self.wants(f"{self.prefix}.{s}") for s in BLOCK_STAGES)
+
+    def wants(self, name: str) -> bool:
+        full = name if name.startswith(self.prefix) else self.full_name(name)
+        parts = full.split(".")
+        if parts[0] == "blocks" and self.layers is not None and int(parts[1]) not in self.layers:
+            return False
+        if self.patterns is None:
+            return True
+        short = ".".join(parts[2:]) if parts[0] == "blocks" else full
+        return any(fnmatch.fnmatchcase(full, p) or fnmatch.fnmatchcase(short, p) for p in self.patterns)
+
+    def full_name(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        if self.active and self.wants(self.full_name(name)):
+            # Drop the batch axis; embed.position and attn.mask are shared by the batch and have none.
+            kept = tensor.detach() if name in ("embed.position", "attn.mask") else tensor.detach()[0]
+            if self.dtype is not None and kept.is_floating_point():
+                kept = kept.to(self.dtype)
+            self.store[self.full_name(name)] = kept.to("cpu")
+        return tensor
+
+    def scoped(self, prefix: str) -> Tracer:
+        return Tracer(self.layers, self.patterns, self.dtype, _prefix=prefix, _store=self.store)
+
+
+@dataclass
+class Trace:
+    """One recorded forward pass: the tokens, and each recorded stage's tensor by name."""
+
+    model: dict
+    prompt: str
+    token_ids: list[int]
+    token_texts: list[str]
+    token_bytes: list[bytes]
+    tensors: dict[str, torch.Tensor] = field(repr=False)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise KeyError(f"stage {name!r} was not recorded; recorded: {', '.join(self.tensors)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def names(self) -> list[str]:
+        """The recorded stage names, in the order the forward pass computed them."""
+        return [n for n in stage_names(self.model["n_layer"]) if n in self.tensors]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def layers(self) -> list[int]:
+        return sorted({int(n.split(".")[1]) for n in self.tensors if n.startswith("blocks.")})
+
+
+def position_axis(name: str) -> int:
+    """Which axis of a stage's tensor runs over token positions (after the batch axis is dropped)."""
+    short = name.split(".", 2)[-1] if name.startswith("blocks.") else name
+    return 1 if short in ("attn.q", "attn.k", "attn.v", "attn.scores", "attn.weights", "attn.mix") else 0
+
+
+def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
+    """Token ids for a prompt, or a usage error that says what is wrong and what the limit is."""
+    if not prompt:
+        raise UsageError("the prompt is empty; give some text (or '-' to read standard input)")
+    n_ctx = lm.config.n_ctx
+    # Every token holds at most `longest` bytes, so a prompt this long cannot fit; saying so
+    # before encoding keeps a megabyte of input from costing a slow tokenization.
+    n_bytes = len(prompt.encode("utf-8", errors="surrogatepass"))
+    if n_bytes > n_ctx * lm.longest_token_bytes:
+        raise UsageError(f"the prompt is {n_bytes:,} bytes, far more than {lm.name}'s context of {n_ctx} tokens")
+    ids = lm.encode(prompt)
+    if len(ids) > n_ctx:
+        raise UsageError(f"the prompt is {len(ids)} tokens; {lm.name} reads at most {n_ctx} (its context)")
+    return ids
+
+
+def run_trace(lm: LoadedModel, prompt: str, layers=None, stages=None, dtype: torch.dtype | None = None) -> Trace:
+    """Run the model once on the prompt, keeping the asked-for stages (all of them by default)."""
+    ids = encode_prompt(lm, prompt)
+    n_layer = lm.config.n_layer
+    if layers is not None:
+        bad = [i for i in layers if not 0 <= i < n_layer]
+        if bad:
+            raise UsageError(f"layer {bad[0]} does not exist; {lm.name} has layers 0..{n_layer - 1}")
+    tracer = Tracer(layers=layers, stages=stages, dtype=dtype)
+    with torch.no_grad():
+        lm.model(torch.tensor([ids], device=lm.device), tap=tracer)
+    return Trace(model=lm.describe(), prompt=prompt, token_ids=ids,
+                 token_texts=[lm.token_text(i) for i in ids],
+                 token_bytes=[lm.encoding.decode_single_token_bytes(i) for i in ids], tensors=tracer.store)

@@ -1,0 +1,1 @@
+"""Rich renderings, one module per command: pure functions from data to renderables."""

@@ -1,0 +1,62 @@
+"""What every view shares: how a token is written, bars, percentages, the consoles."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.text import Text
+
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def visible(text: str) -> str:
+    """Whitespace made visible, control characters escaped, so every token can be seen and counted."""
+    out = []
+    for ch in text:
+        if ch in _VISIBLE:
+            out.append(_VISIBLE[ch])
+        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def quoted(text: str) -> str:
+    return f"'{visible(text)}'"
+
+
+def pct(p: float) -> str:
+    p *= 100
+    return f"{p:.0f}%" if p >= 9.95 else f"{p:.1f}%"
+
+
+def bar(fraction: float, width: int = 20) -> str:
+    """A horizontal bar in eighths of a character."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+
+
+def weight_style(w: float) -> str:
+    """Stronger attention or probability reads brighter."""
+    if w >= 0.5:
+        return "bold bright_yellow"
+    if w >= 0.2:
+        return "yellow"
+    if w >= 0.05:
+        return "dark_orange3"
+    return "grey50"
+
+
+def token_label(text: str, position: int | None = None) -> Text:
+    label = Text(quoted(text), style="cyan")
+    if position is not None:
+        label.append(f"@{position}", style="grey50")
+    return label
+
+
+def make_console(width: int | None = None, color: bool = True, record: bool = False, stderr: bool = False) -> Console:
+    return Console(width=width, no_color=not color, record=record, stderr=stderr,
+                   file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
