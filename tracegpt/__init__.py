@@ -1,3 +1,34 @@
-"""tracegpt: open up a GPT's forward pass and see every stage, with real numbers."""
+"""tracegpt: open up a GPT's forward pass and see every stage, with real numbers.
+
+    import tracegpt
+    lm = tracegpt.load()                        # the embedded Shakespeare model
+    trace = tracegpt.run_trace(lm, "I love")
+    trace["blocks.3.attn.weights"]              # any stage, by its name
+    tracegpt.trace_to_dict(trace, lm.token_text)  # the dict `tracegpt trace --json` prints
+"""
 
 __version__ = "0.1.0"
+
+# The API is imported on first use, so `import tracegpt` (and `tracegpt --help`) never loads torch.
+_API = {
+    "load": "loader",
+    "LoadedModel": "loader",
+    "run_trace": "tracer",
+    "Trace": "tracer",
+    "Tracer": "tracer",
+    "trace_to_dict": "export",
+    "save_npz": "export",
+    "stage_names": "model",
+    "GPT": "model",
+    "GPTConfig": "model",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'tracegpt' has no attribute {name!r}")

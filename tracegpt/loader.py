@@ -79,7 +79,9 @@ def load(source: str | None = None, device: str = "cpu", dtype: str = "float32")
     if source == EMBEDDED:
         loaded = load_embedded()
     else:
-        raise UsageError(f"unknown model {source!r}; available: {EMBEDDED}")
+        from .checkpoints import load_checkpoint  # a folder, a weights file, or a name in the local HF cache
+
+        loaded = load_checkpoint(source, dtype=DTYPES[dtype])  # read straight into the dtype asked for
     loaded.model.to(dev, DTYPES[dtype])
     return loaded
 

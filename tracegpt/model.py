@@ -32,6 +32,7 @@ class GPTConfig:
     scale_attn_weights: bool = True  # divide scores by sqrt(d_head)
     scale_attn_by_inverse_layer_idx: bool = False  # also divide by (layer index + 1)
     upcast_attn: bool = False  # compute scores and softmax in float32 whatever the dtype
+    dropout: float = 0.0  # only while training: regularises a small model that sees its corpus many times
     extra: dict = field(default_factory=dict, compare=False)  # notes carried from a checkpoint
 
     def __post_init__(self):
@@ -209,11 +210,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, tap: Tap, cache: KVCache | None = None):
         # The residual stream x is revised by addition, never replaced.
-        x = tap("resid_attn", x + self.attn(tap("ln1", self.ln_1(x)), tap, cache))
-        x = tap("resid_out", x + self.mlp(tap("ln2", self.ln_2(x)), tap))
+        x = tap("resid_attn", x + self.drop(self.attn(tap("ln1", self.ln_1(x)), tap, cache)))
+        x = tap("resid_out", x + self.drop(self.mlp(tap("ln2", self.ln_2(x)), tap)))
         return x
 
 
@@ -224,6 +226,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.n_ctx, config.d_model)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.drop = nn.Dropout(config.dropout)
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
 
@@ -241,7 +244,7 @@ class GPT(nn.Module):
         positions = torch.arange(past, past + T, device=token_ids.device)
         tok = tap("embed.token", self.wte(token_ids))  # what each token is
         pos = tap("embed.position", self.wpe(positions))  # where it stands: its address
-        x = tap("embed.sum", tok + pos)
+        x = self.drop(tap("embed.sum", tok + pos))
         for i, block in enumerate(self.h):
             x = block(x, tap.scoped(f"blocks.{i}"), cache)
         x = tap("ln_f", self.ln_f(x))

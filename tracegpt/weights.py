@@ -85,7 +85,8 @@ def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsError(f"{path}: refused, the pickle asks for more than tensors ({str(e).splitlines()[0][:120]})") from None
+        why = str(e).splitlines()[0][:120]
+        raise WeightsError(f"{path}: refused, the pickle asks for more than tensors ({why})") from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise WeightsError(f"{path}: cannot read pytorch weights: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -79,4 +79,5 @@ def _merge(parts: list[bytes], pair: tuple[bytes, bytes], merged: bytes) -> list
 
 def format_ranks(ranks: dict[bytes, int]) -> str:
     """tiktoken's .tiktoken format: base64 of the token's bytes, a space, its rank."""
-    return "".join(f"{base64.b64encode(tok).decode()} {rank}\n" for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]))
+    by_rank = sorted(ranks.items(), key=lambda kv: kv[1])
+    return "".join(f"{base64.b64encode(tok).decode()} {rank}\n" for tok, rank in by_rank)
