@@ -43,6 +43,13 @@ class TracegptGroup(TyperGroup):
             code = _exit_code_for(e)
         except KeyboardInterrupt:
             code = _error("interrupted", 130)
+        except SystemExit:
+            # click turns a broken pipe into exit 1 after wrapping stdout; a closed reader
+            # (`| head`) is not a failure of ours.
+            if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+                code = _quiet_broken_pipe()
+            else:
+                raise
         if standalone_mode:
             sys.exit(code)
         return code
@@ -101,13 +108,15 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Open up a GPT's forward pass: every stage, with real numbers and plain-language explanations."""
 
 
 ModelOpt = typer.Option(None, "--model", "-m", envvar="TRACEGPT_MODEL", show_envvar=True,
-                        help="Model to run: 'shakespeare' (embedded, the default).")
+                        help="Model to run: 'shakespeare' (embedded, the default); gpt2, gpt2-medium, ... from "
+                             "the local Hugging Face cache; or a checkpoint folder or .safetensors file.")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
 DtypeOpt = typer.Option("float32", "--dtype", help="Weights and activations: float32, bfloat16 or float16.")
 WidthOpt = typer.Option(None, "--width", help="Render at this many columns (default: the terminal's, or COLUMNS).")
@@ -115,16 +124,21 @@ NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is hon
 JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
 
 
-@app.command(epilog="Examples:\n\n  tracegpt trace \"I love\"\n\n  tracegpt trace \"To be, or not to be\" --layers 2-3 --position 3\n\n"
+@app.command(epilog="Examples:\n\n  tracegpt trace \"I love\"\n\n"
+                    "  tracegpt trace \"To be, or not to be\" --layers 2-3 --position 3\n\n"
                     "  tracegpt trace \"I love\" --json | jq '.next_token.top[0]'")
 def trace(
     prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
     model: str | None = ModelOpt,
     top_k: int = typer.Option(10, "--top-k", "-k", help="How many next-token candidates to show (at least 1)."),
-    layers: str | None = typer.Option(None, "--layers", "-l", help="Blocks to record and show: all, 3, 0,2 or 1-3 (counting from 0)."),
-    position: int | None = typer.Option(None, "--position", "-p", help="Token position to follow, from 0; negative counts from the end (default: the last)."),
+    layers: str | None = typer.Option(
+        None, "--layers", "-l", help="Blocks to record and show: all, 3, 0,2 or 1-3 (counting from 0)."),
+    position: int | None = typer.Option(
+        None, "--position", "-p",
+        help="Token position to follow, from 0; negative counts from the end (default: the last)."),
     as_json: bool = JsonOpt,
-    save: Path | None = typer.Option(None, "--save", help="Also write every recorded tensor to FILE.npz, keyed by stage name."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Also write every recorded tensor to FILE.npz, keyed by stage name."),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -134,6 +148,108 @@ def trace(
     from .commands import trace as command
 
     command.run(prompt, model, device, dtype, top_k, layers, position, as_json, save, width, not no_color)
+
+
+@app.command(epilog="Examples:\n\n  tracegpt attn \"I love you\" --layer 3 --head 2\n\n"
+                    "  tracegpt attn --layer all\n\n"
+                    "  tracegpt attn \"To be, or not to be\" -l 1 --head 0 --query 5 --key 1 --svg head.svg\n\n"
+                    "  tracegpt attn \"I love you\" -l 0 --head 1 --json | jq '.weights[-1]'")
+def attn(
+    prompt: str | None = typer.Argument(None, help="Text to run through the model; '-' reads standard input "
+                                                   "(default: a built-in line of Shakespeare)."),
+    model: str | None = ModelOpt,
+    layer: str | None = typer.Option(None, "--layer", "-l", help="Block to look inside: 3, 0,2, 1-3 or all "
+                                                                 "(counting from 0; default: the last)."),
+    head: str | None = typer.Option(None, "--head", help="Head to draw as a heatmap: 2, 0,2 or all "
+                                                         "(counting from 0; default: all, one line per head)."),
+    query: int | None = typer.Option(None, "--query", help="With --key: work this cell by hand; the query's position, "
+                                                           "from 0 (negative counts from the end)."),
+    key: int | None = typer.Option(None, "--key", help="With --query: the key's position, at or before the query."),
+    position: int | None = typer.Option(None, "--position", "-p", help="Token to follow in the all-heads view and "
+                                                                       "where a long grid's window ends, from 0 "
+                                                                       "(default: the last)."),
+    scores: bool = typer.Option(False, "--scores", help="Show the scores before the softmax instead of the weights."),
+    as_json: bool = JsonOpt,
+    svg: Path | None = typer.Option(None, "--svg", help="Also save the view as an SVG image to FILE."),
+    html: Path | None = typer.Option(None, "--html", help="Also save the view as an HTML page to FILE."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Show one attention head's routing table: weights, scores, the causal mask, one cell worked by hand."""
+    from .commands import attn as command
+
+    command.run(prompt, model, device, dtype, layer, head, query, key, position, scores, as_json, svg, html, width,
+                not no_color)
+
+
+@app.command(epilog="Examples:\n\n  tracegpt generate \"ROMEO:\" --greedy -n 20\n\n"
+                    "  tracegpt generate \"I love\" -t 0.8 --top-k 40 --top-p 0.9 --seed 7 --show-sampling 1\n\n"
+                    "  tracegpt generate \"I love\" --seed 7 --json | jq -r 'select(.event==\"step\") | .text'")
+def generate(
+    prompt: str = typer.Argument(..., help="Text to continue; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    max_new_tokens: int = typer.Option(
+        32, "--max-new-tokens", "-n", help="Most tokens to generate (at least 1; capped to what fits the context)."),
+    temperature: float = typer.Option(
+        1.0, "--temperature", "-t", help="Divide the logits by this before softmax; below 1 sharpens, 0 is greedy."),
+    top_k: int | None = typer.Option(
+        None, "--top-k", help="Draw only among the K most likely tokens (at least 1; default: no cut)."),
+    top_p: float = typer.Option(
+        1.0, "--top-p", help="Draw only among the smallest set of tokens whose probability reaches P, in (0, 1]."),
+    greedy: bool = typer.Option(False, "--greedy", help="Always take the most likely token (as --temperature 0)."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the random draws: same seed, same text (default: a fresh one, shown)."),
+    stop: list[str] | None = typer.Option(
+        None, "--stop", help="Stop once the generated text contains TEXT (repeatable); <|endoftext|> always stops."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Recompute every position at every step instead of keeping keys and values."),
+    layer: int | None = typer.Option(
+        None, "--layer", help="Block whose attention the 'looks at' column shows (default: the last)."),
+    head: int | None = typer.Option(
+        None, "--head", help="Head for the 'looks at' column (default: the mean of all heads)."),
+    show_sampling: int | None = typer.Option(
+        None, "--show-sampling", metavar="STEP",
+        help="Expand step STEP's sampling pipeline (logit, /T, top-k, top-p, prob, draw) as a table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Write JSON Lines: one 'step' object per token as it comes, then one 'done'."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Generate text token by token: one forward pass per token, the sampling stage and the KV cache shown."""
+    from .commands import generate as command
+
+    opts = command.Options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           greedy=greedy, seed=seed, stop=tuple(stop or ()), use_cache=not no_cache, layer=layer,
+                           head=head, show_sampling=show_sampling)
+    command.run(prompt, model, device, dtype, opts, as_json, save, width, not no_color)
+
+
+@app.command(epilog="Examples:\n\n  tracegpt lens \"To be, or not to be\"\n\n"
+                    "  tracegpt lens \"My lord,\" --position 1 --svg lens.svg\n\n"
+                    "  tracegpt lens \"I love\" --json | jq '.final.by_row[] | [.stage, .rank]'")
+def lens(
+    prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    position: int | None = typer.Option(
+        None, "--position", "-p", help="Position whose prediction to follow, from 0 (default: the last)."),
+    as_json: bool = JsonOpt,
+    svg: Path | None = typer.Option(None, "--svg", help="Also save the view as an SVG image."),
+    html: Path | None = typer.Option(None, "--html", help="Also save the view as an HTML page."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Logit lens: what the model would predict after the embedding and after each block."""
+    from .commands import lens as command
+
+    command.run(prompt, model, device, dtype, position, as_json, svg, html, width, not no_color)
 
 
 def main():

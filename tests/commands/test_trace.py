@@ -17,7 +17,7 @@ def test_json_is_the_only_thing_on_stdout(run_cli):
 
 
 def test_prompt_from_standard_input(run_cli):
-    r = run_cli("trace", "-", "--json", input="I love\n".encode())
+    r = run_cli("trace", "-", "--json", input=b"I love\n")
     assert r.exit_code == 0, r.stderr
     assert r.json()["prompt"] == "I love"
 

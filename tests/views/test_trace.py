@@ -42,7 +42,7 @@ def test_explanations_carry_the_live_numbers(lm):
     w = trace["blocks.1.attn.weights"][2, 1]  # head 2, focus ' love'
     best = int(w.argmax())
     text = render(lm, "I love", 200)
-    expected = f"head 2: {trace_view.pct(w[best].item())} from '{trace_view.quoted(trace.token_texts[best])[1:-1]}'@{best}"
+    expected = f"head 2: {trace_view.pct(w[best].item())} from {trace_view.quoted(trace.token_texts[best])}@{best}"
     assert expected in text
 
 

@@ -16,7 +16,8 @@ def read_prompt(prompt: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UsageError(f"standard input is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        bad = f"byte 0x{data[e.start]:02x} at offset {e.start}"
+        raise UsageError(f"standard input is not valid UTF-8 ({bad})") from None
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -25,21 +26,26 @@ def parse_layers(spec: str | None, n_layer: int) -> list[int] | None:
     if spec is None or spec.strip().lower() == "all":
         return None
     layers = set()
+    for part in spec.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if dash and lo:  # a range such as 1-3; a leading '-' is a (negative, invalid) number
+            first, last = _layer_number(lo, spec, n_layer), _layer_number(hi, spec, n_layer)
+            layers.update(range(first, last + 1))
+        else:
+            layers.add(_layer_number(part, spec, n_layer))
+    if not layers:
+        raise UsageError(f"--layers {spec!r} selects no layer; valid layers are 0..{n_layer - 1}")
+    return sorted(layers)
+
+
+def _layer_number(text: str, spec: str, n_layer: int) -> int:
     try:
-        for part in spec.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else ("-" + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1])
-                layers.update(range(int(lo), int(hi) + 1))
-            else:
-                layers.add(int(part))
+        layer = int(text)
     except ValueError:
         raise UsageError(f"--layers {spec!r} is not a list of layers; use e.g. 0,2 or 1-3 or all") from None
-    bad = sorted(i for i in layers if not 0 <= i < n_layer)
-    if bad or not layers:
-        raise UsageError(f"--layers {spec!r}: layer {bad[0] if bad else spec} does not exist; "
-                         f"valid layers are 0..{n_layer - 1}")
-    return sorted(layers)
+    if not 0 <= layer < n_layer:
+        raise UsageError(f"--layers {spec!r}: layer {layer} does not exist; valid layers are 0..{n_layer - 1}")
+    return layer
 
 
 def emit_json(doc: dict) -> None:

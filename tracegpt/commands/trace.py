@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import UsageError
 from .common import emit_json, parse_layers, read_prompt
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, layers: str | None,
           position: int | None, as_json: bool, save, width: int | None, color: bool) -> None:
-    from .. import export, loader
-    from ..tracer import run_trace
+    from .. import costs, export, loader
+    from ..tracer import encode_prompt, run_trace
     from ..views import common
     from ..views import trace as trace_view
 
@@ -20,6 +22,9 @@ def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, lay
     prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     shown = parse_layers(layers, lm.config.n_layer)
+    note = costs.check_trace_fits(lm.config, len(encode_prompt(lm, prompt)), lm.model.wte.weight.dtype, shown)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     t = run_trace(lm, prompt, layers=shown)
     focus = export.check_position(t, position)
     top_k = min(top_k, lm.config.vocab_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from rich.console import Console
@@ -57,6 +58,14 @@ def token_label(text: str, position: int | None = None) -> Text:
     return label
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 here; a reader that stops early (`| head`) is not a failure. The CLI
+        # turns this error into a quiet exit 0.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "broken pipe")
+
+
 def make_console(width: int | None = None, color: bool = True, record: bool = False, stderr: bool = False) -> Console:
-    return Console(width=width, no_color=not color, record=record, stderr=stderr,
+    return _Console(width=width, no_color=not color, record=record, stderr=stderr,
                    file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)

@@ -1,0 +1,48 @@
+import fcntl
+import subprocess
+import sys
+
+import pytest
+
+from tracegpt import __version__
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from tracegpt.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "assert 'trace' in r.output; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_version(run_cli):
+    r = run_cli("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"tracegpt {__version__}"
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "tracegpt", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_every_command_has_examples_in_its_help(run_cli):
+    r = run_cli("trace", "--help")
+    assert r.exit_code == 0 and "Examples" in r.stdout and 'tracegpt trace "I love"' in r.stdout
+
+
+LONG_PROMPT = "To be, or not to be, that is the question. " * 8
+
+
+# Each of these writes well over the 4 KiB pipe the test leaves it (the rich view and the JSON paths).
+@pytest.mark.parametrize("args", [["trace"], ["attn", "--json"], ["generate", "-n", "100", "--seed", "1"],
+                                  ["lens", "--json"]])
+def test_a_reader_that_stops_early_is_not_an_error(args):
+    # `tracegpt ... | head -1`: the pipe closes under us; exit 0 and say nothing.
+    proc = subprocess.Popen([sys.executable, "-m", "tracegpt", *args, LONG_PROMPT, "--width", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""

@@ -1,0 +1,222 @@
+"""`tracegpt generate`: check the options, load, then stream the steps as a table or as JSON Lines.
+
+JSON Lines (--json): one {"event": "step", ...} object per step, written and flushed as the
+step is produced, then one {"event": "done", ...}. Nothing else goes to standard output.
+
+--save FILE.npz: for every step, the recorded stages of the positions that are new at that
+step (the prompt's at step 1, one token's afterwards) under "step{N}/{stage name}", e.g.
+"step3/blocks.0.attn.weights" of shape (n_head, 1, context); plus "token_ids" (prompt and
+generated ids) and "n_prompt_tokens".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import typer
+
+from ..errors import UsageError
+from ..export import _num
+from .common import emit_json, read_prompt
+
+MAX_SEED = 2**64 - 1
+
+
+@dataclasses.dataclass
+class Options:
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    greedy: bool = False
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    use_cache: bool = True
+    layer: int | None = None
+    head: int | None = None
+    show_sampling: int | None = None
+
+
+def check_options(opts: Options):
+    """Every value that can be checked before loading the model: fail fast, in one line."""
+    from ..generation import check_max_new_tokens
+    from ..sampling import SamplingSettings
+
+    settings = SamplingSettings(temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                                greedy=opts.greedy)
+    settings.check()
+    check_max_new_tokens(opts.max_new_tokens)
+    if opts.seed is not None and not 0 <= opts.seed <= MAX_SEED:
+        raise UsageError(f"--seed {opts.seed} is out of range; it must be in 0..{MAX_SEED}")
+    for text in opts.stop:
+        if not text:
+            raise UsageError("--stop '' is empty; give the text to stop at")
+    if opts.show_sampling is not None and not 1 <= opts.show_sampling <= opts.max_new_tokens:
+        raise UsageError(f"--show-sampling {opts.show_sampling} is out of range; it must be a step in "
+                         f"1..{opts.max_new_tokens} (--max-new-tokens)")
+    return settings
+
+
+def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, as_json: bool, save,
+        width: int | None, color: bool) -> None:
+    from .. import export, loader
+    from ..generation import AttentionSpec, Generation
+    from ..tracer import encode_prompt
+
+    settings = check_options(opts)
+    if save is not None:
+        export.check_writable(save, "--save")
+    prompt = read_prompt(prompt)
+    lm = loader.load(model, device=device, dtype=dtype)
+    ids = encode_prompt(lm, prompt)
+    attention = AttentionSpec(layer=lm.config.n_layer - 1 if opts.layer is None else opts.layer, head=opts.head)
+    gen = Generation(lm, ids, settings, opts.max_new_tokens, seed=opts.seed, stop_texts=opts.stop,
+                     use_cache=opts.use_cache, attention=attention, record=save is not None, keep_logits=False)
+    if gen.capped:
+        from ..texts import say
+
+        print(say("generate", "capped", n_prompt=len(ids), model=lm.name, n_ctx=lm.config.n_ctx, room=gen.room,
+                  asked=gen.asked), file=sys.stderr, flush=True)
+
+    out = JsonOutput(opts) if as_json else ViewOutput(opts, width, color)
+    out.start(run_info(gen, prompt))
+    saved: dict = {}
+    steps = []
+    interrupted = False
+    try:
+        for step in gen:
+            _collect(saved, step)
+            # Keep only what the text and the summary need; the stages are in `saved` already.
+            steps.append(dataclasses.replace(step, stages={}))
+            out.step(step)
+    except KeyboardInterrupt:
+        gen.stop_reason = "interrupted"
+        interrupted = True
+    if save is not None:
+        _save_npz(save, saved, gen)
+    out.done(done_info(gen, prompt), steps, lm)
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def run_info(gen, prompt: str) -> dict:
+    return {"model": gen.lm.describe(), "prompt": prompt, "n_prompt_tokens": len(gen.prompt_ids),
+            "settings": gen.settings, "seed": gen.seed, "use_cache": gen.use_cache,
+            "max_new_tokens": gen.max_new_tokens, "attention": gen.attention}
+
+
+def done_info(gen, prompt: str) -> dict:
+    info = {"event": "done", "prompt": prompt, "text": gen.text(), "n_prompt_tokens": len(gen.prompt_ids),
+            "stop_reason": gen.stop_reason, "seed": None if gen.settings.is_greedy else gen.seed,
+            "token_ids": gen.new_ids}
+    info.update(gen.summary())
+    return info
+
+
+# --- JSON ---
+
+
+def candidate_dict(c) -> dict:
+    return {"id": c.id, "text": c.text, "prob": _num(c.prob), "logit": _num(c.logit)}
+
+
+def pipeline_dict(step) -> list[dict]:
+    return [{"rank": c.rank, "id": c.id, "text": c.text, "logit": _num(c.logit), "scaled": _num(c.scaled),
+             "p_temperature": _num(c.p_temperature), "in_top_k": c.in_top_k, "in_top_p": c.in_top_p,
+             "prob": _num(c.prob), "slice_start": _num(c.cum_start)} for c in step.sampled.candidates]
+
+
+def step_event(step, with_pipeline: bool = False) -> dict:
+    s = step.sampled
+    a = step.attention
+    event = {
+        "event": "step", "step": step.number, "id": step.token_id, "text": step.text, "prob": _num(step.prob),
+        "top": [candidate_dict(c) for c in s.top(5)],
+        "model_prob": _num(s.model_prob), "draw": None if s.draw is None else _num(s.draw),
+        "n_top_k": s.n_top_k, "n_top_p": s.n_top_p, "mass_top_p": _num(s.mass_top_p),
+        "attention": None if a is None else {"layer": a.layer, "head": a.head, "position": a.position,
+                                             "text": a.text, "weight": _num(a.weight)},
+        "position": step.position, "context_length": step.position, "positions_computed": step.n_computed,
+        "cache_length": step.cache_length, "seconds": _num(step.seconds),
+    }
+    if with_pipeline:
+        event["pipeline"] = pipeline_dict(step)
+    return event
+
+
+class JsonOutput:
+    def __init__(self, opts: Options):
+        self.opts = opts
+
+    def start(self, run: dict) -> None:
+        pass
+
+    def step(self, step) -> None:
+        emit_json(step_event(step, with_pipeline=step.number == self.opts.show_sampling))
+
+    def done(self, done: dict, steps, lm) -> None:
+        emit_json({k: _num(v) if isinstance(v, float) else v for k, v in done.items()})
+
+
+# --- the view ---
+
+
+class ViewOutput:
+    def __init__(self, opts: Options, width: int | None, color: bool):
+        from ..views import common
+
+        self.opts = opts
+        self.console = common.make_console(width=width, color=color)
+
+    def start(self, run: dict) -> None:
+        from ..views import generate as view
+
+        self.settings = run["settings"]
+        self.console.print(view.header(run))
+        self.console.print(view.step_header(self.console.width))
+
+    def step(self, step) -> None:
+        from ..views import generate as view
+
+        self.console.print(view.step_row(step, self.console.width))
+
+    def done(self, done: dict, steps, lm) -> None:
+        from ..views import generate as view
+
+        self.console.print()
+        wanted = self.opts.show_sampling
+        if wanted is not None:
+            if wanted <= len(steps):
+                self.console.print(view.pipeline(steps[wanted - 1], self.settings))
+            else:
+                self.console.print(view.pipeline_missing(wanted, len(steps)))
+        self.console.print(view.tinted_text(done["prompt"], steps, end_of_text=lm.encoding.eot_token))
+        self.console.print(view.summary(done, lm.describe(), self.opts.stop))
+
+
+# --- --save ---
+
+
+def _collect(saved: dict, step) -> None:
+    import torch
+
+    for name, tensor in step.stages.items():
+        if tensor.dtype in (torch.bfloat16, torch.float16):
+            tensor = tensor.float()
+        saved[f"step{step.number}/{name}"] = tensor.numpy()
+
+
+def _save_npz(path, saved: dict, gen) -> None:
+    import numpy as np
+
+    from ..errors import TraceGPTError
+
+    arrays = dict(saved)
+    arrays["token_ids"] = np.array(gen.ids, dtype=np.int64)
+    arrays["n_prompt_tokens"] = np.array(len(gen.prompt_ids), dtype=np.int64)
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as e:
+        raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None

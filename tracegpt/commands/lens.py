@@ -1,0 +1,30 @@
+"""`tracegpt lens`: the logit lens, as a view, JSON, SVG or HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import emit_json, read_prompt
+
+
+def run(prompt: str, model: str | None, device: str, dtype: str, position: int | None, as_json: bool,
+        svg: Path | None, html: Path | None, width: int | None, color: bool) -> None:
+    from .. import export, loader
+    from ..lens import lens_to_dict, logit_lens
+    from ..tracer import run_trace
+    from ..views import common
+    from ..views import lens as lens_view
+    from .attn import check_outputs, save_exports
+
+    check_outputs(as_json, svg, html, export.check_writable)
+    prompt = read_prompt(prompt)
+    lm = loader.load(model, device=device, dtype=dtype)
+    trace = run_trace(lm, prompt, stages=["embed.sum", "resid_out"])
+    focus = export.check_position(trace, position)
+    doc = lens_to_dict(logit_lens(lm, trace, focus), trace, lm.token_text)
+    if as_json:
+        emit_json(doc)
+        return
+    console = common.make_console(width=width, color=color, record=bool(svg or html))
+    console.print(lens_view.render(doc, console.width))
+    save_exports(console, svg, html)

@@ -1,0 +1,103 @@
+"""`tracegpt lens`: layers × positions, each cell the top guess at that depth, coloured by probability."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..texts import say
+from .common import bar, pct, quoted
+
+CELL = 11  # a cell's width: a short token and its percentage
+LABEL = 9  # the row labels' width
+
+
+def _t(key: str, **values) -> str:
+    return say("lens", key, **values)
+
+
+def row_label(i: int) -> str:
+    return _t("row_embed") if i == 0 else _t("row_block", layer=i - 1)
+
+
+# Probability buckets, dark to bright. Named palette colours look the same on 256-colour
+# terminals, where a smooth RGB ramp is rounded to unrelated greens.
+HEAT = ((0.05, "grey89 on grey23"), (0.15, "white on dark_green"), (0.30, "white on green4"),
+        (0.50, "black on green3"), (0.75, "black on spring_green2"), (1.01, "black on bright_green"))
+
+
+def heat(p: float) -> str:
+    """Dark for unsure, bright green for sure: the background carries the probability."""
+    return next(style for limit, style in HEAT if p < limit)
+
+
+def _short(text: str, width: int) -> str:
+    shown = quoted(text)
+    return shown if len(shown) <= width else shown[: width - 2] + "…'"
+
+
+def visible_positions(n_tokens: int, focus: int, width: int) -> range:
+    """The positions that fit, ending at the focus position (or the last, when the focus is visible anyway)."""
+    fit = max(1, (width - LABEL - 2) // (CELL + 1))
+    last = max(focus, min(n_tokens - 1, fit - 1))
+    return range(max(0, last - fit + 1), last + 1)
+
+
+def grid(doc: dict, positions: range) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    table.add_column("", width=LABEL, no_wrap=True)
+    for pos in positions:
+        label = _short(doc["tokens"][pos]["text"], CELL)
+        style = "cyan reverse" if pos == doc["focus_position"] else "cyan"
+        table.add_column(Text(label, style=style), width=CELL, no_wrap=True, overflow="crop")
+    for i, row in enumerate(doc["rows"]):
+        cells = []
+        for pos in positions:
+            top = row["top"][pos]
+            cell = Text(_short(top["text"], CELL - 4), style=heat(top["prob"]))
+            cell.append(f"{top['prob'] * 100:3.0f}%".rjust(CELL - cell.cell_len), style=heat(top["prob"]))
+            cells.append(cell)
+        table.add_row(row_label(i), *cells)
+    return table
+
+
+def focus_table(doc: dict) -> Table:
+    final = quoted(doc["final"]["text"])
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column(_t("col_row"))
+    table.add_column(_t("col_top"))
+    table.add_column(_t("col_rank", token=final), justify="right")
+    table.add_column(_t("col_prob", token=final), justify="right")
+    table.add_column("", no_wrap=True)
+    focus = doc["focus_position"]
+    for i, (row, by) in enumerate(zip(doc["rows"], doc["final"]["by_row"])):
+        top = row["top"][focus]
+        table.add_row(row_label(i), Text(quoted(top["text"]), style=heat(top["prob"])), f"{by['rank']:,}",
+                      pct(by["prob"]), Text(bar(by["prob"], 16), style="green"))
+    return table
+
+
+def summary(doc: dict) -> Text:
+    final = quoted(doc["final"]["text"])
+    by_row = doc["final"]["by_row"]
+    first = next(i for i, b in enumerate(by_row) if b["rank"] == 1)
+    if first == len(by_row) - 1:
+        return Text(_t("never_top", token=final), style="italic grey70")
+    worst = max(b["rank"] for b in by_row[:first]) if first else 1
+    return Text(_t("first_top", token=final, row=row_label(first), rank=worst), style="italic grey70")
+
+
+def render(doc: dict, width: int) -> Group:
+    positions = visible_positions(len(doc["tokens"]), doc["focus_position"], width)
+    focus = doc["focus_position"]
+    parts = [Text(_t("title", prompt=quoted(doc["prompt"]), model=doc["model"]["name"]), style="bold underline"),
+             Text(_t("intro"), style="italic grey70"), Text()]
+    if positions.start > 0:
+        parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
+                          style="grey50"))
+    parts += [grid(doc, positions), Text(),
+              Text(_t("focus_title", token=quoted(doc["final"]["text"]), position=focus,
+                      focus_token=quoted(doc["tokens"][focus]["text"])), style="bold"),
+              focus_table(doc), summary(doc)]
+    return Group(*parts)
