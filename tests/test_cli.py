@@ -1,4 +1,5 @@
 import fcntl
+import re
 import subprocess
 import sys
 
@@ -46,3 +47,26 @@ def test_a_reader_that_stops_early_is_not_an_error(args):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err == ""
+
+
+COLOUR = re.compile(r"\x1b\[[0-9;]*(?<![0-9])(3[0-7]|38|9[0-7])[;m]")
+COMMANDS = [["trace", "I love"], ["attn", "I love", "--head", "0"], ["generate", "I love", "-n", "2", "--seed", "1"],
+            ["lens", "I love"]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0])
+def test_colour_only_when_wanted(run_cli, args):
+    # FORCE_COLOR stands in for a terminal; NO_COLOR and --no-color win over it.
+    assert COLOUR.search(run_cli(*args, env={"FORCE_COLOR": "1"}).stdout)
+    assert not COLOUR.search(run_cli(*args, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout)
+    assert not COLOUR.search(run_cli(*args, "--no-color", env={"FORCE_COLOR": "1"}).stdout)
+    assert "\x1b[" not in run_cli(*args).stdout  # not a terminal: no escape codes at all
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0])
+def test_columns_sets_the_width(run_cli, args):
+    for columns in (60, 80, 150):
+        out = run_cli(*args, env={"COLUMNS": str(columns)}).stdout
+        assert max(len(line) for line in out.splitlines()) <= columns
+    narrow = run_cli(*args, "--width", "60", env={"COLUMNS": "150"}).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 60

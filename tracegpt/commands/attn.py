@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..errors import TraceGPTError, UsageError
-from .common import emit_json, read_prompt
+from ..errors import UsageError
+from .common import check_outputs, emit_json, read_prompt, save_exports
 
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 SCHEMA_VERSION = 1
@@ -23,12 +23,12 @@ TOP_KEYS = 3
 def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: str | None, head: str | None,
         query: int | None, key: int | None, position: int | None, scores: bool, as_json: bool,
         svg: Path | None, html: Path | None, width: int | None, color: bool) -> None:
-    from .. import export, loader
+    from .. import loader
     from ..tracer import encode_prompt, run_trace
     from ..views import attn as attn_view
     from ..views import common
 
-    check_outputs(as_json, svg, html, export.check_writable)
+    check_outputs(as_json, svg, html)
     text = DEFAULT_PROMPT if prompt is None else read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     layers = parse_indices(layer, "--layer", "layers", lm.config.n_layer, lm.name, default=lm.config.n_layer - 1)
@@ -47,33 +47,7 @@ def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: s
         return
     console = common.make_console(width=width, color=color, record=bool(svg or html))
     console.print(attn_view.render(doc, scores=scores, default_prompt=prompt is None))
-    save_exports(console, svg, html)
-
-
-def check_outputs(as_json: bool, svg: Path | None, html: Path | None, check_writable) -> None:
-    for path, option in ((svg, "--svg"), (html, "--html")):
-        if path is None:
-            continue
-        if as_json:
-            raise UsageError(f"{option} saves the view, and --json prints no view; use one or the other")
-        check_writable(path, option)
-
-
-def save_exports(console, svg: Path | None, html: Path | None) -> None:
-    # clear=False: the same recording feeds both files when both are asked for.
-    exports = []
-    if svg is not None:
-        # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops the leading ones
-        # and right-aligned numbers drift left. Browsers draw it the same either way.
-        image = console.export_svg(title="tracegpt attn", clear=False)
-        exports.append((svg, image.replace("<svg ", '<svg xml:space="preserve" ', 1)))
-    if html is not None:
-        exports.append((html, console.export_html(clear=False)))
-    for path, text in exports:
-        try:
-            Path(path).write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
+    save_exports(console, svg, html, "tracegpt attn")
 
 
 # --- checking what the user asked for ---------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import TraceGPTError, UsageError
 
 
 def read_prompt(prompt: str) -> str:
@@ -54,3 +55,30 @@ def emit_json(doc: dict) -> None:
     sys.stdout.flush()
 
 
+def check_outputs(as_json: bool, svg: Path | None, html: Path | None) -> None:
+    """--svg and --html save the view: refuse them with --json, and check the paths before the work."""
+    from ..export import check_writable
+
+    for path, option in ((svg, "--svg"), (html, "--html")):
+        if path is None:
+            continue
+        if as_json:
+            raise UsageError(f"{option} saves the view, and --json prints no view; use one or the other")
+        check_writable(path, option)
+
+
+def save_exports(console, svg: Path | None, html: Path | None, title: str) -> None:
+    # clear=False: the same recording feeds both files when both are asked for.
+    exports = []
+    if svg is not None:
+        # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops the leading ones
+        # and right-aligned numbers drift left. Browsers draw it the same either way.
+        image = console.export_svg(title=title, clear=False)
+        exports.append((svg, image.replace("<svg ", '<svg xml:space="preserve" ', 1)))
+    if html is not None:
+        exports.append((html, console.export_html(clear=False)))
+    for path, text in exports:
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import emit_json, read_prompt
+from .common import check_outputs, emit_json, read_prompt, save_exports
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, position: int | None, as_json: bool,
@@ -14,9 +14,8 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
     from ..tracer import run_trace
     from ..views import common
     from ..views import lens as lens_view
-    from .attn import check_outputs, save_exports
 
-    check_outputs(as_json, svg, html, export.check_writable)
+    check_outputs(as_json, svg, html)
     prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     trace = run_trace(lm, prompt, stages=["embed.sum", "resid_out"])
@@ -27,4 +26,4 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
         return
     console = common.make_console(width=width, color=color, record=bool(svg or html))
     console.print(lens_view.render(doc, console.width))
-    save_exports(console, svg, html)
+    save_exports(console, svg, html, "tracegpt lens")

@@ -67,5 +67,6 @@ class _Console(Console):
 
 
 def make_console(width: int | None = None, color: bool = True, record: bool = False, stderr: bool = False) -> Console:
-    return _Console(width=width, no_color=not color, record=record, stderr=stderr,
+    # None lets rich read NO_COLOR from the environment; --no-color forces it.
+    return _Console(width=width, no_color=None if color else True, record=record, stderr=stderr,
                    file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
