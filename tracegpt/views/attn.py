@@ -118,6 +118,7 @@ class Window:
     rows: list[int]
     keys: list[int | None]  # None is the "…" column standing for keys not shown
     shaded: bool
+    cell: int = 0  # columns per key, the space after it included
 
 
 class Heatmap:
@@ -147,7 +148,8 @@ class Heatmap:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         n = len(self.labels)
-        return Measurement(self.label_cells + 3 * 2, self.label_cells + n * (self.number_cells + 1))
+        widest = max(self.number_cells, self.token_cells) + 1
+        return Measurement(self.label_cells + 3 * 2, self.label_cells + n * widest)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         window = self.window(options.max_width)
@@ -161,6 +163,18 @@ class Heatmap:
         yield from flow(legend_pieces(n_masked, window.shaded), options.max_width)
 
     def window(self, width: int) -> Window:
+        window = self.choose_keys(width)
+        window.cell = 2 if window.shaded else self.number_cells + 1
+        if not window.shaded:
+            # Room to spare: widen the columns so the key labels are read whole, not cut.
+            room = max(0, width - self.label_cells)
+            labels = [cell_len(self.labels[j]) for j in window.keys if j is not None]
+            wide = min(LABEL_CELLS, max(labels)) + 1
+            if wide > window.cell and wide * len(window.keys) <= room:
+                window.cell = wide
+        return window
+
+    def choose_keys(self, width: int) -> Window:
         n = len(self.labels)
         room = max(0, width - self.label_cells)
         fit = room // (self.number_cells + 1)
@@ -181,7 +195,7 @@ class Heatmap:
         return Window(recent, [pinned, None, *recent], shaded)
 
     def cell_width(self, window: Window) -> int:
-        return 2 if window.shaded else self.number_cells + 1
+        return window.cell
 
     def header(self, window: Window) -> list[Text]:
         width = self.cell_width(window)
