@@ -113,8 +113,14 @@ def test_lens(valid, data, prompt, as_json):
 
 
 @SETTINGS
+@given(prompt=prompts, lang=st.sampled_from(["en", "zh"]) | st.text(max_size=4), as_json=st.booleans())
+def test_explain(prompt, lang, as_json):
+    invoke(["explain", "--lang", lang] + view_or_json(as_json) + ["--", prompt])
+
+
+@SETTINGS
 @given(data=st.binary(max_size=200) | st.sampled_from([b"\xff\xfe", b"I love\xc3", b"\xed\xa0\x80", b"\x00"]),
-       command=st.sampled_from(["trace", "attn", "generate", "lens"]))
+       command=st.sampled_from(["trace", "attn", "generate", "lens", "explain"]))
 def test_raw_bytes_on_standard_input(data, command):
     # Invalid UTF-8 is refused with the offending byte and its offset; valid bytes are the prompt.
     result = invoke([command, "-", "--json"] + (["-n", "2"] if command == "generate" else []), input=data)

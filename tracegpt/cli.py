@@ -252,5 +252,24 @@ def lens(
     command.run(prompt, model, device, dtype, position, as_json, svg, html, width, not no_color)
 
 
+@app.command(epilog="Examples:\n\n  tracegpt explain \"I love\"\n\n"
+                    "  tracegpt explain \"To be, or not to be\" --lang zh --width 100\n\n"
+                    "  tracegpt explain \"I love\" --json | jq -r '.steps[] | .title'")
+def explain(
+    prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    lang: str = typer.Option("en", "--lang", help="Language of the explanations: en or zh."),
+    as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Walk through one forward pass step by step, in plain words, each step backed by this run's numbers."""
+    from .commands import explain as command
+
+    command.run(prompt, model, device, dtype, lang, as_json, width, not no_color)
+
+
 def main():
     app()

@@ -8,7 +8,7 @@ from importlib import resources
 
 from ..errors import UsageError
 
-LANGUAGES = ("en",)
+LANGUAGES = ("en", "zh")
 
 
 @cache

@@ -1,0 +1,100 @@
+"""`tracegpt explain`: a numbered heading per step, its paragraph, then the numbers that back it."""
+
+from __future__ import annotations
+
+import re
+
+from rich.cells import cell_len
+from rich.console import Group
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from .common import bar, quoted, weight_style
+
+INDENT = 4  # paragraphs and numbers sit under their heading's text, past the step number ("10. ")
+GUIDE = "grey50"
+CANDIDATE_NAMES = {f"top{rank}_{what}" for rank in range(1, 11) for what in ("prob", "logit")}
+
+
+# Chinese has no spaces between words, and rich breaks lines only at spaces: a sentence would
+# jump whole to the next line. So lines may break between any two CJK characters, but never
+# before closing punctuation (，。）) nor after opening punctuation (（“), as Chinese typesetting wants.
+CJK = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+OPEN = "（《「『“‘"
+CLOSE = "，。：；、）》」』！？”’…"
+UNIT = re.compile(rf"[{OPEN}]*(?:[{CJK}]|[^\s{CJK}]+)[{CLOSE}]*\s*|\s+")
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` cells, broken at spaces or between CJK characters."""
+    lines, line = [], ""
+    for unit in UNIT.findall(text):
+        if line and cell_len(line + unit.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += unit.lstrip() if not line else unit
+    lines.append(line.rstrip())
+    return lines
+
+
+def paragraph(text: str, width: int, style: str = "") -> Text:
+    return Text("\n".join(wrap(text, width)), style=style, overflow="fold")
+
+
+def value_text(value, name: str = "") -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if name.startswith("n_") else str(value)  # counts grouped as the texts write them
+
+
+def numbers_table(step: dict) -> Table:
+    """Each number that comes off the trace: its value, and the expression that finds it there."""
+    table = Table(box=None, show_header=False, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column(justify="right", no_wrap=True, style="bold cyan")
+    table.add_column(style=GUIDE, overflow="fold")
+    seen = set()
+    for name, source in step["sources"].items():
+        # The same number may be cited under two names ("sharp_weight" and "head_0_weight"); the
+        # candidates are in their own table.
+        if source in seen or name in CANDIDATE_NAMES:
+            continue
+        seen.add(source)
+        table.add_row(value_text(step["numbers"][name], name), source)
+    return table
+
+
+def candidates_table(step: dict) -> Table:
+    """The next-token step's top candidates, most likely first, each with where its probability comes from."""
+    n, sources = step["numbers"], step["sources"]
+    table = Table(box=None, show_header=False, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column(justify="right", style=GUIDE, no_wrap=True)
+    table.add_column(style="cyan", no_wrap=True, max_width=14)
+    table.add_column(justify="right", no_wrap=True, style="bold cyan")
+    table.add_column(no_wrap=True)
+    table.add_column(style=GUIDE, overflow="fold")
+    best = n["top1_prob"] or 1.0
+    for rank in range(1, len(CANDIDATE_NAMES) + 1):
+        if f"top{rank}_prob" not in n:
+            break
+        p = n[f"top{rank}_prob"]
+        table.add_row(f"#{rank}", quoted(n[f"top{rank}_token"]), value_text(p),
+                      Text(bar(p / best, 10), style=weight_style(p)), sources[f"top{rank}_prob"])
+    return table
+
+
+def step_view(number: int, step: dict, width: int) -> Group:
+    # expand=False: padding to the full width would end every line in spaces.
+    parts = [Text(f"{number:>2}. {step['title']}", style="bold magenta"),
+             Padding(paragraph(step["text"], width - INDENT), (0, 0, 0, INDENT), expand=False)]
+    if step["id"] == "next_token":
+        parts.append(Padding(candidates_table(step), (1, 0, 0, INDENT), expand=False))
+    if step["sources"]:
+        parts.append(Padding(numbers_table(step), (1, 0, 0, INDENT), expand=False))
+    return Group(*parts, Text())
+
+
+def render(doc: dict, width: int) -> Group:
+    parts = [paragraph(doc["title"], width, "bold underline"), paragraph(doc["intro"], width, "italic grey70"), Text()]
+    parts += [step_view(i, step, width) for i, step in enumerate(doc["steps"], 1)]
+    return Group(*parts)
