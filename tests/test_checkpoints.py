@@ -545,7 +545,8 @@ def test_gpt2_xl_estimate_is_gigabytes():
 
     xl = GPTConfig(n_layer=48, n_head=25, d_model=1600, n_ctx=1024, vocab_size=50257)
     full = costs.trace_bytes(xl, 1024, torch.float32)
-    assert 15e9 < full < 17e9  # more than 24 GB holds beside the 6.2 GB model
+    # 48 layers × 25 heads × 1024² scores alone are 5.0 GB; weights and probs are not held.
+    assert 10e9 < full < 12e9
     assert costs.trace_bytes(xl, 1024, torch.bfloat16) < 0.6 * full
     assert costs.trace_bytes(xl, 1024, torch.float32, layers=[0, 1]) < 0.1 * full
 

@@ -18,17 +18,21 @@ NOTE_BYTES = 1 << 30  # say what a trace costs once it passes this
 
 def trace_bytes(config: GPTConfig, n_tokens: int, dtype: torch.dtype = torch.float32,
                 layers: list[int] | None = None) -> int:
-    """Bytes a trace of every stage holds (what tracer.Tracer records: batch item 0, on the CPU)."""
+    """Bytes a trace of every stage holds (what tracer.Tracer records: batch item 0, on the CPU).
+
+    attn.weights and probs are not held: run_trace recomputes them from attn.scores and logits
+    when they are read, one at a time.
+    """
     T, d, size = n_tokens, config.d_model, dtype.itemsize
     n_blocks = config.n_layer if layers is None else len(set(layers))
-    scores_size = 4 if config.upcast_attn else size  # upcast: scores in float32, weights cast back
+    scores_size = 4 if config.upcast_attn else size  # upcast: scores in float32
     per_block = (
         10 * T * d * size  # ln1, q, k, v, mix, attn.out, resid_attn, ln2, mlp.out, resid_out
         + 2 * T * config.d_mlp * size  # mlp.pre, mlp.act
-        + config.n_head * T * T * (scores_size + size)  # attn.scores, attn.weights
+        + config.n_head * T * T * scores_size  # attn.scores
         + T * T  # attn.mask, one byte per edge
     )
-    outside = 8 * T + 4 * T * d * size + T * config.vocab_size * (size + 4)  # tokens; embeds, ln_f; logits, probs
+    outside = 8 * T + 4 * T * d * size + T * config.vocab_size * size  # tokens; embeds, ln_f; logits
     return outside + n_blocks * per_block
 
 

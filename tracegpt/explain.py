@@ -223,7 +223,8 @@ def generation_step(trace: Trace) -> Step:
 
 
 def no_hidden_step(trace: Trace) -> Step:
-    numbers = {"n_numbers": sum(t.numel() for t in trace.tensors.values()), "n_stages": len(trace.tensors),
+    names = trace.names()
+    numbers = {"n_numbers": sum(trace[name].numel() for name in names), "n_stages": len(names),
                "n_tokens": trace.n_tokens, "n_next": trace.n_tokens + 1}
     return Step("no_hidden", numbers, {"n_numbers": "Σ numel(trace[*])"})
 

@@ -178,9 +178,17 @@ class CausalSelfAttention(nn.Module):
             q, k = q.float(), k.float()
         scores = tap("attn.scores", (q @ k.transpose(-2, -1)) * self.scale)  # (B, nh, T, T+past)
         mask = tap("attn.mask", causal_mask(q.shape[-2], past, q.device))  # True = edge kept
-        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-        weights = tap("attn.weights", weights.to(dtype))  # each row: shares of the traffic
+        weights = tap("attn.weights", attention_weights(scores, mask, dtype))  # each row: shares of the traffic
         return weights @ v
+
+
+def attention_weights(scores: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Softmax over each row's kept edges: a masked (future) key gets exactly 0."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).to(dtype)
+
+
+def next_token_probs(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.float(), dim=-1)
 
 
 def causal_mask(n_new: int, n_past: int, device) -> torch.Tensor:
@@ -250,7 +258,7 @@ class GPT(nn.Module):
         x = tap("ln_f", self.ln_f(x))
         logits = tap("logits", x @ self.unembedding().T)
         if tap.wants("probs"):
-            tap("probs", torch.softmax(logits.float(), dim=-1))
+            tap("probs", next_token_probs(logits))
         return logits
 
     def n_params(self) -> int:
