@@ -5,7 +5,7 @@ import torch
 
 from tracegpt.errors import UsageError
 from tracegpt.model import stage_names
-from tracegpt.tracer import run_trace
+from tracegpt.tracer import Tracer, run_trace
 
 PROMPTS = ["I love", "To be, or not to be, that is the question:", "My lord,\nI"]
 
@@ -82,3 +82,20 @@ def test_bad_prompts_say_what_is_wrong(lm):
         run_trace(lm, " thee" * 300)
     with pytest.raises(UsageError, match="layers 0..3"):
         run_trace(lm, "I love", layers=[4])
+
+
+def test_derived_stages_are_exactly_what_the_forward_pass_computed(lm):
+    # run_trace does not keep attn.weights and probs; reading them recomputes them. They must be
+    # bit for bit the tensors the forward pass used, which a tracer that keeps everything records.
+    prompt = "To be, or not to be, that is the question"
+    derived = run_trace(lm, prompt)
+    assert "probs" in derived.derived and "blocks.2.attn.weights" in derived.derived
+    keeper = Tracer()
+    with torch.no_grad():
+        lm.model(torch.tensor([lm.encode(prompt)]), tap=keeper)
+    assert sorted(keeper.store) == sorted(derived.names())
+    for name, kept in keeper.store.items():
+        assert torch.equal(derived[name], kept), name
+    # Asked for the weights alone, there is nothing to derive them from: they are kept.
+    alone = run_trace(lm, prompt, stages=["attn.weights"])
+    assert "blocks.0.attn.weights" in alone.tensors and not alone.derived
