@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -120,9 +121,22 @@ def to_hf_state_dict(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return hf
 
 
+@contextmanager
+def _no_embedding_init():
+    reset = torch.nn.Embedding.reset_parameters
+    torch.nn.Embedding.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        torch.nn.Embedding.reset_parameters = reset
+
+
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str, dtype=torch.float32) -> GPT:
     """A model with exactly these tensors; any missing, extra or misshapen tensor is named."""
-    with torch.device("meta"):
+    # On the meta device the model takes no memory until the file's tensors are assigned. Its
+    # random init is thrown away, and Embedding's (normal_ on meta) would import about a second
+    # of torch decompositions, so it is skipped.
+    with torch.device("meta"), _no_embedding_init():
         model = GPT(config)
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     for name, shape in expected.items():
