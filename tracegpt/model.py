@@ -164,6 +164,8 @@ class CausalSelfAttention(nn.Module):
             mix = self.attend_step_by_step(q, k, v, past, tap)
         elif past == 0:
             mix = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        elif q.shape[-2] == 1:  # one new token: every key is in its past, nothing to mask
+            mix = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             mask = causal_mask(q.shape[-2], past, q.device)
             mix = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
