@@ -181,11 +181,13 @@ def job_long(folder: Path, stages: str) -> dict:
     start = time.perf_counter()
     trace = tracegpt.run_trace(lm, prompt, stages=wanted)
     seconds = time.perf_counter() - start
+    peak = peak_rss()  # before the size of the derived weights is measured below
     tensors, storages = recorded(trace)
-    weights = sum(t.numel() * t.element_size() for n, t in trace.tensors.items() if n.endswith("attn.weights"))
+    # Derived stages are not held; their size is what holding them would cost (read one at a time).
+    weights = sum(trace[n].numel() * trace[n].element_size() for n in trace.names() if n.endswith("attn.weights"))
     return {"trace_s": seconds, "recorded_bytes": tensors, "storage_bytes": storages, "attn_weights_bytes": weights,
             "estimate_bytes": costs.trace_bytes(lm.config, 1024, lm.model.wte.weight.dtype) if wanted is None else None,
-            "rss_after_load": rss_loaded, "rss_peak": peak_rss(), "n_stages": len(trace.tensors)}
+            "rss_after_load": rss_loaded, "rss_peak": peak, "n_stages": len(trace.names())}
 
 
 def job_compare(folder: Path, repeats: int) -> dict:
