@@ -178,7 +178,8 @@ class CausalSelfAttention(nn.Module):
         dtype = q.dtype
         if self.upcast:
             q, k = q.float(), k.float()
-        scores = tap("attn.scores", (q @ k.transpose(-2, -1)) * self.scale)  # (B, nh, T, T+past)
+        # Q·Kᵀ/√d_head, the scale applied to Q: a (T, d_head) multiply instead of a (T, T) one.
+        scores = tap("attn.scores", (q * self.scale) @ k.transpose(-2, -1))  # (B, nh, T, T+past)
         mask = tap("attn.mask", causal_mask(q.shape[-2], past, q.device))  # True = edge kept
         weights = tap("attn.weights", attention_weights(scores, mask, dtype))  # each row: shares of the traffic
         return weights @ v
