@@ -98,19 +98,32 @@ def step_header(width: int) -> Table:
     return _step_table(width, show_header=True)
 
 
-def candidates_line(step: Step) -> Text:
-    """The top candidates of the distribution the draw used, the drawn one marked ▸."""
+def candidates_line(step: Step, room: int | None = None) -> Text:
+    """The top candidates of the distribution the draw used, the drawn one marked ▸.
+
+    Within `room` columns, candidates are dropped from the least likely end rather than wrapped;
+    the drawn token is always shown.
+    """
+    def piece(c_text: str, prob: float, chosen: bool) -> Text:
+        out = Text(("▸" if chosen else "") + quoted(c_text), style="bold cyan underline" if chosen else "cyan")
+        return out.append(" " + pct(prob), style=weight_style(prob))
+
+    top = step.sampled.top(N_TOP)
+    pieces = [piece(c.text, c.prob, c.id == step.token_id) for c in top]
+    drawn = None if any(c.id == step.token_id for c in top) else piece(step.text, step.prob, True)
     line = Text(no_wrap=True, overflow="ellipsis")
-    for i, c in enumerate(step.sampled.top(N_TOP)):
+    reserve = 0 if drawn is None else drawn.cell_len + 2
+    for i, p in enumerate(pieces):
+        needed = line.cell_len + (2 if i else 0) + p.cell_len + reserve
+        is_drawn = p.plain.startswith("▸")
+        if room is not None and needed > room and not is_drawn and i:
+            break
         if i:
             line.append("  ")
-        chosen = c.id == step.token_id
-        line.append(("▸" if chosen else "") + quoted(c.text), style="bold cyan underline" if chosen else "cyan")
-        line.append(" " + pct(c.prob), style=weight_style(c.prob))
-    if all(c.id != step.token_id for c in step.sampled.top(N_TOP)):
+        line.append_text(p)
+    if drawn is not None:
         line.append("  ")
-        line.append(f"▸{quoted(step.text)}", style="bold cyan underline")
-        line.append(" " + pct(step.prob), style=weight_style(step.prob))
+        line.append_text(drawn)
     return line
 
 
@@ -133,9 +146,9 @@ def step_row(step: Step, width: int) -> RenderableType:
     table.add_row(*cells)
     if wide:
         return table
-    candidates = candidates_line(step)
+    candidates = candidates_line(step, room=width - 6)
     # Under the token column, with a leading ▸ hanging one column to the left.
-    indent = Text(" " * (5 if candidates.plain.startswith("▸") else 6))
+    indent = Text(" " * (5 if candidates.plain.startswith("▸") else 6), no_wrap=True, overflow="ellipsis")
     return Group(table, indent.append_text(candidates))
 
 
