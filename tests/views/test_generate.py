@@ -80,6 +80,16 @@ def test_a_drawn_token_outside_the_top_5_is_added_to_the_line():
     assert line.count("'") == 12 and line.count("▸") == 1
 
 
+def test_a_narrow_line_drops_unlikely_candidates_but_keeps_the_drawn_one():
+    logits = (3.0, 2.9, 2.8, 2.7, 2.6, 0.2, 0.1, -1.0)
+    step = next(s for s in (make_step(1, SamplingSettings(), seed=i, logits=logits) for i in range(50))
+                if s.sampled.chosen.rank == 4)  # the least likely of the top 5 is drawn
+    full = view.candidates_line(step).plain
+    narrow = view.candidates_line(step, room=30).plain
+    assert len(narrow) <= 30 < len(full)
+    assert narrow.count("▸") == 1 and narrow.startswith(full[:len("' love' ")])
+
+
 def test_long_tokens_are_cut_not_wrapped():
     logits = (0.0,) * 7 + (9.0,)  # the very long token wins
     step = make_step(1, SamplingSettings(greedy=True), logits=logits)

@@ -108,22 +108,16 @@ def candidates_line(step: Step, room: int | None = None) -> Text:
         out = Text(("▸" if chosen else "") + quoted(c_text), style="bold cyan underline" if chosen else "cyan")
         return out.append(" " + pct(prob), style=weight_style(prob))
 
-    top = step.sampled.top(N_TOP)
-    pieces = [piece(c.text, c.prob, c.id == step.token_id) for c in top]
-    drawn = None if any(c.id == step.token_id for c in top) else piece(step.text, step.prob, True)
-    line = Text(no_wrap=True, overflow="ellipsis")
-    reserve = 0 if drawn is None else drawn.cell_len + 2
-    for i, p in enumerate(pieces):
-        needed = line.cell_len + (2 if i else 0) + p.cell_len + reserve
-        is_drawn = p.plain.startswith("▸")
-        if room is not None and needed > room and not is_drawn and i:
-            break
-        if i:
-            line.append("  ")
-        line.append_text(p)
-    if drawn is not None:
-        line.append("  ")
-        line.append_text(drawn)
+    shown = [(c.text, c.prob, c.id == step.token_id) for c in step.sampled.top(N_TOP)]
+    if not any(chosen for _, _, chosen in shown):
+        shown.append((step.text, step.prob, True))
+    pieces = [piece(*s) for s in shown]
+    while room is not None and len(pieces) > 1 and sum(p.cell_len + 2 for p in pieces) - 2 > room:
+        # Drop the least likely candidate that was not drawn.
+        drop = max(i for i, (_, _, chosen) in enumerate(shown) if not chosen)
+        del shown[drop], pieces[drop]
+    line = Text("  ").join(pieces)
+    line.no_wrap, line.overflow = True, "ellipsis"
     return line
 
 
