@@ -6,7 +6,6 @@ of 1 (runtime), 2 (usage) or 130 (interrupted), a traceback only with --debug.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from pathlib import Path
@@ -44,7 +43,8 @@ class TracegptGroup(TyperGroup):
         except KeyboardInterrupt:
             code = _error("interrupted", 130)
         except SystemExit:
-            # click turns a broken pipe into exit 1 after wrapping stdout; a closed reader
+            # typer turns a broken pipe (rich raises it too, see views.common) into exit 1 after
+            # wrapping stdout in PacifyFlushWrapper; a closed reader
             # (`| head`) is not a failure of ours.
             if type(sys.stdout).__name__ == "PacifyFlushWrapper":
                 code = _quiet_broken_pipe()
@@ -73,8 +73,6 @@ def _exit_code_for(e: Exception) -> int:
         return e.exit_code
     if name == "Abort":
         return _error("interrupted", 130)
-    if isinstance(e, OSError) and e.errno == errno.EPIPE:
-        return _quiet_broken_pipe()
     if isinstance(e, OSError):
         return _error(f"{e.strerror or e} (rerun with --debug for the traceback)", 1)
     return _error(f"unexpected {name}: {e} (rerun with --debug for the traceback)", 1)
@@ -122,6 +120,8 @@ DtypeOpt = typer.Option("float32", "--dtype", help="Weights and activations: flo
 WidthOpt = typer.Option(None, "--width", help="Render at this many columns (default: the terminal's, or COLUMNS).")
 NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is honoured too).")
 JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
+SvgOpt = typer.Option(None, "--svg", help="Also save the view as an SVG image to FILE.")
+HtmlOpt = typer.Option(None, "--html", help="Also save the view as an HTML page to FILE.")
 
 
 @app.command(epilog="Examples:\n\n  tracegpt trace \"I love\"\n\n"
@@ -170,8 +170,8 @@ def attn(
                                                                        "(default: the last)."),
     scores: bool = typer.Option(False, "--scores", help="Show the scores before the softmax instead of the weights."),
     as_json: bool = JsonOpt,
-    svg: Path | None = typer.Option(None, "--svg", help="Also save the view as an SVG image to FILE."),
-    html: Path | None = typer.Option(None, "--html", help="Also save the view as an HTML page to FILE."),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -239,8 +239,8 @@ def lens(
     position: int | None = typer.Option(
         None, "--position", "-p", help="Position whose prediction to follow, from 0 (default: the last)."),
     as_json: bool = JsonOpt,
-    svg: Path | None = typer.Option(None, "--svg", help="Also save the view as an SVG image."),
-    html: Path | None = typer.Option(None, "--html", help="Also save the view as an HTML page."),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,

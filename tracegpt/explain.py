@@ -237,8 +237,7 @@ def build(trace: Trace, token_text) -> Walk:
              heads_step(trace, focus, layer), mask_step(trace, focus, layer), ffn_step(trace, focus, layer),
              residual_step(trace, focus, layer), layernorm_step(trace, focus, layer),
              next_token_step(trace, token_text), generation_step(trace), no_hidden_step(trace)]
-    tokens = [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(trace.token_ids, trace.token_texts))]
-    return Walk(model=trace.model, prompt=trace.prompt, tokens=tokens, steps=steps)
+    return Walk(model=trace.model, prompt=trace.prompt, tokens=trace.token_rows(), steps=steps)
 
 
 # --- texts ------------------------------------------------------------------------------------

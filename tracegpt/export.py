@@ -76,8 +76,7 @@ def trace_to_dict(trace: Trace, token_text, focus: int | None = None, top_k: int
         "model": trace.model,
         "prompt": trace.prompt,
         "focus_position": focus,
-        "tokens": [{"position": i, "id": t, "text": s}
-                   for i, (t, s) in enumerate(zip(trace.token_ids, trace.token_texts))],
+        "tokens": trace.token_rows(),
         "stages": [stage_summary(trace, n, focus) for n in trace.names()],
     }
     if "logits" in trace:

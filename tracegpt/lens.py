@@ -50,8 +50,7 @@ def lens_to_dict(lens: Lens, trace: Trace, token_text) -> dict:
     return {
         "model": trace.model,
         "prompt": trace.prompt,
-        "tokens": [{"position": i, "id": t, "text": s}
-                   for i, (t, s) in enumerate(zip(trace.token_ids, trace.token_texts))],
+        "tokens": trace.token_rows(),
         "focus_position": lens.focus,
         "rows": [
             {"stage": stage, "layer": None if i == 0 else i - 1,

@@ -123,6 +123,10 @@ class Trace:
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
+    def token_rows(self) -> list[dict]:
+        """The tokens as every JSON document lists them: [{position, id, text}]."""
+        return [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(self.token_ids, self.token_texts))]
+
     def layers(self) -> list[int]:
         return sorted({int(n.split(".")[1]) for n in self.tensors if n.startswith("blocks.")})
 

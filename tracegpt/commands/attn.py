@@ -112,8 +112,7 @@ def build_doc(trace, lm, layers: list[int] | None, heads: list[int] | None, focu
         "model": trace.model,
         "prompt": trace.prompt,
         "focus_position": focus,
-        "tokens": [{"position": i, "id": t, "text": s}
-                   for i, (t, s) in enumerate(zip(trace.token_ids, trace.token_texts))],
+        "tokens": trace.token_rows(),
         "mask": trace[f"blocks.{layers[0]}.attn.mask"].tolist(),
         "all_heads": heads is None,
     }
