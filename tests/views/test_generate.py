@@ -7,7 +7,7 @@ from tracegpt.generation import STOP_REASONS, AttentionPeek, AttentionSpec, Step
 from tracegpt.sampling import SamplingSettings, sample
 from tracegpt.texts import load
 from tracegpt.views import generate as view
-from tracegpt.views.common import make_console, pct, weight_style
+from tracegpt.views.common import make_console, pct, quoted, weight_style
 
 TEXTS = {0: " love", 1: " thee", 2: ",", 3: " and", 4: "\n", 5: " my", 6: " the", 7: " supercalifragilistic"}
 MODEL = {"name": "tiny", "n_layer": 4, "n_head": 4, "d_model": 256, "n_ctx": 256, "vocab_size": 8, "n_params": 1}
@@ -88,6 +88,10 @@ def test_a_narrow_line_drops_unlikely_candidates_but_keeps_the_drawn_one():
     narrow = view.candidates_line(step, room=30).plain
     assert len(narrow) <= 30 < len(full)
     assert narrow.count("▸") == 1 and narrow.startswith(full[:len("' love' ")])
+    # The wide table's candidates column keeps it whole too, rather than cutting it with "…".
+    drawn = f"▸{quoted(TEXTS[step.token_id])} {pct(step.prob)}"
+    for width in (110, 120, 160):
+        assert drawn in render(view.step_row(step, width), width)
 
 
 def test_long_tokens_are_cut_not_wrapped():

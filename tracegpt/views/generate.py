@@ -77,6 +77,10 @@ def header(run: dict) -> Group:
 # --- the step table, one row at a time ---
 
 
+def candidates_width(width: int) -> int:
+    return min(CANDIDATES_WIDTH, width - NARROW_WIDTH)
+
+
 def _step_table(width: int, show_header: bool) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, show_header=show_header, header_style="bold",
                   padding=(0, 1))
@@ -85,8 +89,7 @@ def _step_table(width: int, show_header: bool) -> Table:
     table.add_column("prob", justify="right", width=6, no_wrap=True)
     if is_wide(width):
         # Five candidates take ~65 columns; more would only push the other columns away.
-        table.add_column(f"top {N_TOP} (▸ drawn)", width=min(CANDIDATES_WIDTH, width - NARROW_WIDTH),
-                         no_wrap=True, overflow="ellipsis")
+        table.add_column(f"top {N_TOP} (▸ drawn)", width=candidates_width(width), no_wrap=True, overflow="ellipsis")
     table.add_column("looks at", width=16, no_wrap=True, overflow="ellipsis")
     table.add_column("ctx", justify="right", width=4, no_wrap=True)
     table.add_column("new", justify="right", width=4, no_wrap=True)
@@ -134,7 +137,7 @@ def step_row(step: Step, width: int) -> RenderableType:
     table = _step_table(width, show_header=False)
     cells = [str(step.number), Text(quoted(step.text), style=f"bold {weight_style(step.prob)}"), pct(step.prob)]
     if wide:
-        cells.append(candidates_line(step))
+        cells.append(candidates_line(step, room=candidates_width(width)))
     cells += [looks_at(step), str(step.position), str(step.n_computed),
               str(step.cache_length) if step.cache_length else "off"]
     table.add_row(*cells)
