@@ -1,10 +1,12 @@
 """What the tracer records is the forward pass itself: checked from the recorded tensors alone."""
 
+from functools import partial
+
 import pytest
 import torch
 
 from tracegpt.errors import UsageError
-from tracegpt.model import stage_names
+from tracegpt.model import attention_weights, next_token_probs, stage_names
 from tracegpt.tracer import Tracer, run_trace
 
 PROMPTS = ["I love", "To be, or not to be, that is the question:", "My lord,\nI"]
@@ -84,9 +86,11 @@ def test_bad_prompts_say_what_is_wrong(lm):
         run_trace(lm, "I love", layers=[4])
 
 
-def test_derived_stages_are_exactly_what_the_forward_pass_computed(lm):
-    # run_trace does not keep attn.weights and probs; reading them recomputes them. They must be
-    # bit for bit the tensors the forward pass used, which a tracer that keeps everything records.
+def test_derived_stages_are_what_the_model_computes_from_the_kept_ones(lm):
+    # run_trace keeps neither attn.weights nor probs: reading them recomputes them with the
+    # model's own functions from the kept scores, mask and logits, so they are bit for bit what
+    # those give. Not computing the weights, the model mixes V with its fused kernel: the mix
+    # agrees with weights @ V, and every stage with a tracer that keeps everything, to rounding.
     prompt = "To be, or not to be, that is the question"
     derived = run_trace(lm, prompt)
     assert "probs" in derived.derived and "blocks.2.attn.weights" in derived.derived
@@ -95,7 +99,14 @@ def test_derived_stages_are_exactly_what_the_forward_pass_computed(lm):
         lm.model(torch.tensor([lm.encode(prompt)]), tap=keeper)
     assert sorted(keeper.store) == sorted(derived.names())
     for name, kept in keeper.store.items():
-        assert torch.equal(derived[name], kept), name
+        torch.testing.assert_close(derived[name], kept, rtol=1e-5, atol=1e-5, msg=name)
+    assert torch.equal(derived["blocks.0.attn.scores"], keeper.store["blocks.0.attn.scores"])
+    assert torch.equal(derived["probs"], next_token_probs(derived["logits"]))
+    for layer in range(lm.config.n_layer):
+        stage = partial("blocks.{}.attn.{}".format, layer)
+        weights = derived[stage("weights")]
+        assert torch.equal(weights, attention_weights(derived[stage("scores")], derived[stage("mask")], weights.dtype))
+        torch.testing.assert_close(derived[stage("mix")], weights @ derived[stage("v")], rtol=0, atol=1e-6)
     # Asked for the weights alone, there is nothing to derive them from: they are kept.
     alone = run_trace(lm, prompt, stages=["attn.weights"])
     assert "blocks.0.attn.weights" in alone.tensors and not alone.derived

@@ -113,6 +113,9 @@ class _KeepAttentionWeights(Tap):
     def __init__(self):
         self.weights: torch.Tensor | None = None
 
+    def wants(self, name: str) -> bool:
+        return name == "attn.weights"
+
     def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         if name == "attn.weights":
             self.weights = tensor.detach()[0]  # (n_head, new positions, context)

@@ -28,6 +28,7 @@ class Tracer(Tap):
     own functions from stages kept anyway: attn.weights from attn.scores and attn.mask, probs
     from logits. Same function, same inputs: the same numbers, for about a third less memory on
     a long prompt. (Only when stages are kept in the model's own dtype, so the inputs are exact.)
+    The model, told it need not compute those weights, mixes V with its fused kernel.
     """
 
     def __init__(self, layers=None, stages=None, dtype: torch.dtype | None = None, derive: bool = False,
@@ -50,10 +51,17 @@ class Tracer(Tap):
         return any(self.wants(f"{self.prefix}.{s}") for s in BLOCK_STAGES)
 
     def wants(self, name: str) -> bool:
-        # Derived probs are computed on reading: the model need not compute them now.
-        if self.derive and name == "probs":
+        # Derived stages are computed on reading: the model need not compute them now.
+        if self.derive and (name == "probs" or self._derives_weights(self.full_name(name))):
             return False
         return self.keeps(name)
+
+    def _derives_weights(self, full: str) -> bool:
+        """Whether these attention weights will be derived: kept, from scores and a mask kept too."""
+        if not full.endswith(".attn.weights"):
+            return False
+        block = full.removesuffix("weights")
+        return self.derive and all(self.keeps(block + s) for s in ("weights", "scores", "mask"))
 
     def keeps(self, name: str) -> bool:
         full = name if name.startswith(self.prefix) else self.full_name(name)
@@ -72,9 +80,8 @@ class Tracer(Tap):
         full = self.full_name(name)
         if not (self.active and self.keeps(full)):
             return tensor
-        if self.derive and name == "attn.weights" and self._derivable_weights():
-            scores, mask = self.store[self.full_name("attn.scores")], self.store[self.full_name("attn.mask")]
-            self.derived[full] = partial(attention_weights, scores, mask, tensor.dtype)
+        if name == "attn.weights" and self._derives_weights(full):  # computed anyway (upcast attention)
+            self._derive_weights(tensor.dtype)
             return tensor
         # Drop the batch axis; embed.position and attn.mask are shared by the batch and have none.
         kept = tensor.detach() if name in ("embed.position", "attn.mask") else tensor.detach()[0]
@@ -83,10 +90,14 @@ class Tracer(Tap):
         self.store[full] = kept = kept.to("cpu")
         if self.derive and name == "logits" and self.keeps("probs"):
             self.derived["probs"] = partial(next_token_probs, kept)
+        if name == "attn.mask" and self._derives_weights(self.full_name("attn.weights")):
+            # The model will not compute these weights; the scores' dtype is theirs.
+            self._derive_weights(self.store[self.full_name("attn.scores")].dtype)
         return tensor
 
-    def _derivable_weights(self) -> bool:
-        return all(self.full_name(s) in self.store for s in ("attn.scores", "attn.mask"))
+    def _derive_weights(self, dtype: torch.dtype) -> None:
+        scores, mask = self.store[self.full_name("attn.scores")], self.store[self.full_name("attn.mask")]
+        self.derived[self.full_name("attn.weights")] = partial(attention_weights, scores, mask, dtype)
 
     def scoped(self, prefix: str) -> Tracer:
         return Tracer(self.layers, self.patterns, self.dtype, self.derive, _prefix=prefix, _store=self.store,
