@@ -55,25 +55,6 @@ def _gelu_tanh(x):
     return F.gelu(x, approximate="tanh")
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x @ weightᵀ + bias, as F.linear; one row takes the matrix-vector product instead.
-
-    One row is a decoding step with a KV cache: there, on a CPU, torch's matrix-vector kernel
-    is ~20% faster than the matrix-matrix path F.linear takes, and the linear maps are most
-    of the step.
-    """
-    if x.numel() != x.shape[-1]:
-        return F.linear(x, weight, bias)
-    row = x.reshape(-1)
-    out = torch.mv(weight, row) if bias is None else torch.addmv(bias, weight, row)
-    return out.view(*x.shape[:-1], -1)
-
-
-class Linear(nn.Linear):
-    def forward(self, x):
-        return linear(x, self.weight, self.bias)
-
-
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     # Outside training, not even a call into torch: a decoding step is short enough for it to show.
     return F.dropout(x, p) if training and p > 0 else x
@@ -162,8 +143,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
         self.n_head = config.n_head
-        self.c_attn = Linear(config.d_model, 3 * config.d_model)  # Q, K, V in one matmul
-        self.c_proj = Linear(config.d_model, config.d_model)
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model)  # Q, K, V in one matmul
+        self.c_proj = nn.Linear(config.d_model, config.d_model)
         self.scale = 1.0
         if config.scale_attn_weights:
             self.scale /= math.sqrt(config.d_head)
@@ -236,8 +217,8 @@ def causal_mask(n_new: int, n_past: int, device) -> torch.Tensor:
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = Linear(config.d_model, config.d_mlp)
-        self.c_proj = Linear(config.d_mlp, config.d_model)
+        self.c_fc = nn.Linear(config.d_model, config.d_mlp)
+        self.c_proj = nn.Linear(config.d_mlp, config.d_model)
         self.act = ACTIVATIONS[config.activation]
 
     def forward(self, x, tap: Tap):
@@ -292,7 +273,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.h):
             x = block(x, tap.scoped(f"blocks.{i}"), cache)
         x = tap("ln_f", self.ln_f(x))
-        logits = tap("logits", linear(x, self.unembedding()))  # x @ unembeddingᵀ: a score per vocabulary token
+        logits = tap("logits", x @ self.unembedding().T)
         if tap.wants("probs"):
             tap("probs", next_token_probs(logits))
         return logits
