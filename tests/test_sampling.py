@@ -126,7 +126,8 @@ def test_greedy_takes_the_argmax_and_reports_the_model_probability(settings):
     r = sample(logits, settings, None)
     assert r.greedy and r.draw is None
     assert r.token_id == 1
-    assert r.prob == pytest.approx(torch.softmax(logits.double(), 0)[1].item(), abs=1e-9)
+    # Greedy works in float32 (no cumulative sums to keep exact): its rounding, ~1e-7.
+    assert r.prob == pytest.approx(torch.softmax(logits.double(), 0)[1].item(), abs=1e-6)
 
 
 # --- the draw ---

@@ -95,12 +95,13 @@ class Sampled:
 def sample(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
            keep: int = KEEP_CANDIDATES) -> Sampled:
     """Pick the next token from one position's logits (vocab_size,), recording every step."""
+    if settings.is_greedy:
+        # No cumulative sums, no draw: float32 is exact enough, and on a CPU its logsumexp over
+        # the vocabulary is several times faster than float64's (which was ~5% of a decoding step).
+        return _greedy(logits.detach().to("cpu", torch.float32).flatten(), keep)
     # float64 on the CPU: cumulative sums over 50k tokens stay exact enough for top-p, and the
     # same seed draws the same token whatever device ran the model.
-    logits = logits.detach().to("cpu", torch.float64).flatten()
-    if settings.is_greedy:
-        return _greedy(logits, keep)
-    return _sample(logits, settings, generator, keep)
+    return _sample(logits.detach().to("cpu", torch.float64).flatten(), settings, generator, keep)
 
 
 def _greedy(logits: torch.Tensor, keep: int) -> Sampled:
