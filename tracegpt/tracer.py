@@ -52,7 +52,7 @@ class Tracer(Tap):
 
     def wants(self, name: str) -> bool:
         # Derived stages are computed on reading: the model need not compute them now.
-        if self.derive and (name == "probs" or self._derives_weights(self.full_name(name))):
+        if (self.derive and name == "probs") or self._derives_weights(self.full_name(name)):
             return False
         return self.keeps(name)
 

@@ -209,7 +209,7 @@ def main(argv=None):
     if args.profile:
         return
     elapsed = time.perf_counter() - started
-    write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed, curve, train_works, val_works)
+    write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed, curve, train_works)
 
 
 def init_weights(model: GPT):
@@ -233,7 +233,7 @@ def make_optimizer(model: GPT, args):
                               {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
 
 
-def write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed, curve, train_works, val_works):
+def write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed, curve, train_works):
     # Measure what ships: the float16-rounded weights, computed in float32.
     model = model.to("cpu").half().float().eval()
     val = heldout_loss(model, val_ids, "cpu")
