@@ -91,7 +91,6 @@ def job_write(folder: Path, size: str) -> dict:
     from safetensors.torch import save_file
 
     from tracegpt.model import GPT, GPTConfig
-    from tracegpt.weights import CONV1D_WEIGHTS
 
     s = SIZES[size]
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,8 +103,6 @@ def job_write(folder: Path, size: str) -> dict:
     gen = torch.Generator().manual_seed(0)
     state = {}
     for name, shape in shapes.items():
-        if name.endswith(CONV1D_WEIGHTS):
-            shape = shape[::-1]  # Conv1D's [in, out], as GPT-2 files hold them
         std = 1.0 if "ln_" in name and name.endswith("weight") else 0.02
         state["transformer." + name] = (torch.randn(shape, generator=gen) * std).to(dtype)
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -29,7 +29,6 @@ from .loader import EMBEDDED, LoadedModel
 from .model import ACTIVATIONS, GPTConfig
 from .tokenizer import GPT2_SPLIT, TokenizerError
 from .weights import (
-    CONV1D_WEIGHTS,
     IGNORED_SUFFIXES,
     WeightsError,
     build_model,
@@ -299,7 +298,7 @@ def read_config(folder: Path) -> tuple[GPTConfig, dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Weights, tensor by tensor: renamed, transposed and cast as they are read, so the peak is about
+# Weights, tensor by tensor: renamed and cast as they are read, so the peak is about
 # the finished model plus one tensor (gpt2-xl in float32 is 6.2 GB; twice that would not fit).
 
 SAFETENSORS_DTYPES = {
@@ -353,7 +352,7 @@ def iter_pytorch_bin(path: Path, skip) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def read_weights(files: CheckpointFiles, tie: bool, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors under our names: prefix dropped, Conv1D weights transposed, cast."""
+    """The checkpoint's tensors under our names (prefix dropped), cast to dtype."""
     state: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     for path in files.weights:
@@ -364,10 +363,8 @@ def read_weights(files: CheckpointFiles, tie: bool, dtype: torch.dtype) -> dict[
                 raise WeightsError(f"{path}: tensor {name!r} appears twice (as {origin[name]!r} and {hf_name!r})")
             if not tensor.is_floating_point():
                 raise WeightsError(f"{path}: tensor {hf_name!r} is {tensor.dtype}, not floating point")
-            if name.endswith(CONV1D_WEIGHTS) and tensor.dim() == 2:
-                tensor = tensor.t()  # GPT-2's Conv1D stores [in, out]; our Linear wants [out, in]
             if tensor.dtype != dtype or not tensor.is_contiguous():
-                tensor = torch.empty(tensor.shape, dtype=dtype).copy_(tensor)  # one copy: transposed and cast
+                tensor = torch.empty(tensor.shape, dtype=dtype).copy_(tensor)  # one copy: cast
             state[name], origin[name] = tensor, hf_name
     return state
 

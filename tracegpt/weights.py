@@ -1,8 +1,8 @@
 """Reading and writing weights: safetensors only, and the GPT-2 (Hugging Face) name mapping.
 
-Our module names follow GPT-2's checkpoint keys (wte, wpe, h.N.attn.c_attn, ...), so a
-Hugging Face state dict maps onto ours by dropping the `transformer.` prefix and transposing
-the four Conv1D weights, which GPT-2 stores as [in, out].
+Our module names and layouts follow GPT-2's checkpoint keys (wte, wpe, h.N.attn.c_attn, ...;
+the four projections stored [in, out]), so a Hugging Face state dict maps onto ours by dropping
+the `transformer.` prefix.
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ import torch
 from .errors import TraceGPTError
 from .model import GPT, GPTConfig
 
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Buffers some GPT-2 files carry: the causal mask and its fill value. We compute the mask instead.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
 class WeightsError(TraceGPTError):
     pass
-
-
-def _is_conv1d(name: str) -> bool:
-    return name.endswith(CONV1D_WEIGHTS)
 
 
 def check_safetensors_header(path: Path) -> None:
@@ -104,7 +99,7 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], tie_embeddings: bool = True)
             continue
         if name == "lm_head.weight" and tie_embeddings:
             continue
-        ours[name] = tensor.t().contiguous() if _is_conv1d(name) else tensor
+        ours[name] = tensor
     return ours
 
 
@@ -115,7 +110,7 @@ def to_hf_state_dict(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if name == "lm_head.weight":
             hf[name] = tensor
             continue
-        hf["transformer." + name] = tensor.t().contiguous() if _is_conv1d(name) else tensor
+        hf["transformer." + name] = tensor
     if "lm_head.weight" not in hf:
         hf["lm_head.weight"] = ours["wte.weight"]
     return hf
