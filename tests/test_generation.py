@@ -231,6 +231,18 @@ def test_max_new_tokens_is_capped_to_the_context(lm):
     assert len(steps) == 7 and gen.stop_reason == "max_new_tokens"
 
 
+def test_small_model_steps_run_on_one_thread_and_give_threads_back(lm, monkeypatch):
+    """One-token steps of a small model on one CPU thread; the prompt's step, and the caller, untouched."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # as if torch had three
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    run(lm, lm.encode(PROMPT), n=4)
+    assert set_to == [1, 3] * 3  # steps 2-4 feed one token each; step 1 feeds the whole prompt
+    set_to.clear()
+    run(lm, lm.encode(PROMPT), n=4, use_cache=False)  # every step feeds the whole context
+    assert set_to == []
+
+
 def test_bad_values_are_usage_errors(lm):
     ids = lm.encode(PROMPT)
     with pytest.raises(UsageError, match="--max-new-tokens 0 is out of range"):

@@ -86,6 +86,29 @@ def test_kv_cache_gives_the_same_logits_as_a_full_pass():
     assert (full - stepped).abs().max().item() <= 1e-4
 
 
+def test_projections_are_stored_in_gpt2s_layout():
+    """[in, out], as GPT-2's checkpoints hold them: x @ weight + bias."""
+    model = random_model(ODD_CONFIGS[0])
+    fc = model.h[0].mlp.c_fc
+    assert tuple(fc.weight.shape) == (48, 4 * 48)
+    x = torch.randn(2, 3, 48)
+    with torch.no_grad():
+        assert torch.allclose(fc(x), x @ fc.weight + fc.bias, atol=1e-6)
+
+
+def test_decoding_copy_of_the_unembedding_follows_the_weights():
+    model = random_model(ODD_CONFIGS[0])
+    ids = torch.randint(0, 1001, (1, 6))
+    with torch.no_grad():
+        assert torch.equal(model.decoding_unembedding(), model.unembedding().T)
+        model.wte.weight.mul_(2.0)  # changed in place
+        assert torch.equal(model.decoding_unembedding(), model.unembedding().T)
+        model.wte.weight = torch.nn.Parameter(torch.randn_like(model.wte.weight))  # replaced
+        assert torch.equal(model.decoding_unembedding(), model.unembedding().T)
+        cached = model(ids, cache=KVCache(model.config.n_layer))
+        assert (cached - model(ids)).abs().max().item() <= 1e-4
+
+
 def test_context_overflow_is_refused():
     model = random_model(ODD_CONFIGS[1])
     with pytest.raises(ValueError, match="context of 17"):
