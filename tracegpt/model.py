@@ -150,8 +150,10 @@ class Linear(nn.Module):
 
     def __init__(self, d_in: int, d_out: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(d_in, d_out).normal_(0.0, 0.02))  # GPT-2's initialisation
+        self.weight = nn.Parameter(torch.empty(d_in, d_out))
         self.bias = nn.Parameter(torch.zeros(d_out))
+        if not self.weight.is_meta:  # on "meta" the weights come from a file, and normal_ would
+            nn.init.normal_(self.weight, std=0.02)  # import a second of torch decompositions
 
     def forward(self, x):
         rows = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
