@@ -1,4 +1,5 @@
 import fcntl
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,19 @@ def test_help_does_not_import_torch():
             "assert 'trace' in r.output; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["trace", "attn", "generate", "explain", "lens"])
+def test_a_prompt_far_too_long_for_the_embedded_model_is_refused_before_torch_loads(command):
+    """Importing torch takes seconds on a small machine; a megabyte prompt's error should not wait for it."""
+    code = ("import sys; from tracegpt.cli import app; from typer.testing import CliRunner; "
+            f"r = CliRunner().invoke(app, ['{command}', '-'], input='x' * 1_000_000); "
+            "print(r.exit_code, 'torch' in sys.modules); print(r.stderr)")
+    env = {k: v for k, v in os.environ.items() if k != "TRACEGPT_MODEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    first, message = out.split("\n", 1)
+    assert first == "2 False"
+    assert "the prompt is 1,000,000 bytes, far more than shakespeare's context of 256 tokens" in message
 
 
 def test_version(run_cli):

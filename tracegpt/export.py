@@ -101,16 +101,36 @@ def save_npz(trace: Trace, path: str | Path) -> Path:
     return path
 
 
-def check_writable(path: str | Path, option: str) -> Path:
-    """Fail before the work, not after it, when an output file cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: folder {parent} does not exist")
-    import os
+# --- generate: one JSON object per step, then one when it is done ---
 
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{option} {path}: not writable")
-    return path
+
+def candidate_dict(c) -> dict:
+    return {"id": c.id, "text": c.text, "prob": _num(c.prob), "logit": _num(c.logit)}
+
+
+def pipeline_dict(step) -> list[dict]:
+    return [{"rank": c.rank, "id": c.id, "text": c.text, "logit": _num(c.logit), "scaled": _num(c.scaled),
+             "p_temperature": _num(c.p_temperature), "in_top_k": c.in_top_k, "in_top_p": c.in_top_p,
+             "prob": _num(c.prob), "slice_start": _num(c.cum_start)} for c in step.sampled.candidates]
+
+
+def step_event(step, with_pipeline: bool = False) -> dict:
+    s = step.sampled
+    a = step.attention
+    event = {
+        "event": "step", "step": step.number, "id": step.token_id, "text": step.text, "prob": _num(step.prob),
+        "top": [candidate_dict(c) for c in s.top(5)],
+        "model_prob": _num(s.model_prob), "draw": None if s.draw is None else _num(s.draw),
+        "n_top_k": s.n_top_k, "n_top_p": s.n_top_p, "mass_top_p": _num(s.mass_top_p),
+        "attention": None if a is None else {"layer": a.layer, "head": a.head, "position": a.position,
+                                             "text": a.text, "weight": _num(a.weight)},
+        "position": step.position, "context_length": step.position, "positions_computed": step.n_computed,
+        "cache_length": step.cache_length, "seconds": _num(step.seconds),
+    }
+    if with_pipeline:
+        event["pipeline"] = pipeline_dict(step)
+    return event
+
+
+def done_event(done: dict) -> dict:
+    return {k: _num(v) if isinstance(v, float) else v for k, v in done.items()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -12,12 +10,11 @@ import tiktoken
 import torch
 
 from . import tokenizer
-from .errors import TraceGPTError, UsageError
+from .embedded import ASSETS, EMBEDDED, default_model_name, ranks_path, read_card
+from .errors import UsageError
 from .model import GPT, GPTConfig
 from .weights import WeightsError, build_model, read_safetensors
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-EMBEDDED = "shakespeare"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -52,10 +49,6 @@ class LoadedModel:
                 "n_ctx": c.n_ctx, "vocab_size": c.vocab_size, "n_params": self.model.n_params()}
 
 
-def default_model_name() -> str:
-    return os.environ.get("TRACEGPT_MODEL") or EMBEDDED
-
-
 def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
@@ -87,17 +80,14 @@ def load(source: str | None = None, device: str = "cpu", dtype: str = "float32")
 
 
 def load_embedded(assets: Path = ASSETS, name: str = EMBEDDED) -> LoadedModel:
-    card_path = assets / f"{name}.json"
+    card = read_card(assets, name)
     try:
-        card = json.loads(card_path.read_text())
         config = GPTConfig(**card["config"])
-    except FileNotFoundError:
-        raise TraceGPTError(f"embedded model card missing: {card_path}; reinstall tracegpt") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{card_path}: broken model card ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{assets / name}.json: broken model card ({e})") from None
     state = read_safetensors(assets / card.get("weights", f"{name}.safetensors"))
     model = build_model(config, {k: v.float() for k, v in state.items()}, source=f"{name} weights")
-    ranks = tokenizer.read_ranks(assets / card.get("tokenizer", {}).get("file", f"{name}.tiktoken"))
+    ranks = tokenizer.read_ranks(ranks_path(card, assets, name))
     encoding = tokenizer.encoding_from_ranks(name, ranks)
     if encoding.n_vocab != config.vocab_size:
         raise WeightsError(f"{name}: tokenizer has {encoding.n_vocab} tokens but the model {config.vocab_size}")

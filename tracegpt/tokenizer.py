@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tiktoken
 
-from .errors import TraceGPTError
+from .errors import TraceGPTError, UsageError
 
 GPT2_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 END_OF_TEXT = "<|endoftext|>"
@@ -32,6 +32,16 @@ def read_ranks(path: Path) -> dict[bytes, int]:
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise TokenizerError(f"cannot read tokenizer ranks {path}: {e}") from None
     return ranks
+
+
+def check_prompt_bytes(text: str, n_ctx: int, longest_token_bytes: int, model: str) -> None:
+    """Refuse, without encoding it, a text too long for n_ctx tokens of at most this many bytes each.
+
+    Saying so before encoding keeps a megabyte of input from costing a slow tokenization.
+    """
+    n_bytes = len(text.encode("utf-8", errors="surrogatepass"))
+    if n_bytes > n_ctx * longest_token_bytes:
+        raise UsageError(f"the prompt is {n_bytes:,} bytes, far more than {model}'s context of {n_ctx} tokens")
 
 
 def encoding_from_ranks(name: str, ranks: dict[bytes, int]) -> tiktoken.Encoding:

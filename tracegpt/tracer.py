@@ -16,6 +16,7 @@ from functools import partial
 
 import torch
 
+from . import tokenizer
 from .errors import UsageError
 from .loader import LoadedModel
 from .model import BLOCK_STAGES, Tap, attention_weights, next_token_probs, stage_names
@@ -153,11 +154,7 @@ def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
     if not prompt:
         raise UsageError("the prompt is empty; give some text (or '-' to read standard input)")
     n_ctx = lm.config.n_ctx
-    # Every token holds at most `longest` bytes, so a prompt this long cannot fit; saying so
-    # before encoding keeps a megabyte of input from costing a slow tokenization.
-    n_bytes = len(prompt.encode("utf-8", errors="surrogatepass"))
-    if n_bytes > n_ctx * lm.longest_token_bytes:
-        raise UsageError(f"the prompt is {n_bytes:,} bytes, far more than {lm.name}'s context of {n_ctx} tokens")
+    tokenizer.check_prompt_bytes(prompt, n_ctx, lm.longest_token_bytes, lm.name)
     ids = lm.encode(prompt)
     if len(ids) > n_ctx:
         raise UsageError(f"the prompt is {len(ids)} tokens; {lm.name} reads at most {n_ctx} (its context)")

@@ -23,13 +23,14 @@ TOP_KEYS = 3
 def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: str | None, head: str | None,
         query: int | None, key: int | None, position: int | None, scores: bool, as_json: bool,
         svg: Path | None, html: Path | None, width: int | None, color: bool) -> None:
+    check_outputs(as_json, svg, html)
+    text = DEFAULT_PROMPT if prompt is None else read_prompt(prompt, model)  # before torch is imported
+
     from .. import loader
     from ..tracer import encode_prompt, run_trace
     from ..views import attn as attn_view
     from ..views import common
 
-    check_outputs(as_json, svg, html)
-    text = DEFAULT_PROMPT if prompt is None else read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     layers = parse_indices(layer, "--layer", "layers", lm.config.n_layer, lm.name, default=lm.config.n_layer - 1)
     heads = parse_indices(head, "--head", "heads", lm.config.n_head, lm.name, default=None)

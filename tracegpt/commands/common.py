@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from ..errors import TraceGPTError, UsageError
 
 
-def read_prompt(prompt: str) -> str:
-    """The prompt argument; '-' reads standard input as UTF-8 (one trailing newline dropped)."""
+def read_prompt(prompt: str, model: str | None) -> str:
+    """The prompt argument; '-' reads standard input as UTF-8 (one trailing newline dropped).
+
+    A prompt far too long for the embedded model is refused here, before torch is imported
+    (seconds on a small machine); other models check it once loaded.
+    """
+    text = _read_prompt(prompt)
+    from ..embedded import EMBEDDED, check_prompt_fits, default_model_name
+
+    if text and (model or default_model_name()) == EMBEDDED:
+        check_prompt_fits(text)
+    return text
+
+
+def _read_prompt(prompt: str) -> str:
     if prompt != "-":
         return prompt
     data = sys.stdin.buffer.read()
@@ -20,6 +34,19 @@ def read_prompt(prompt: str) -> str:
         bad = f"byte 0x{data[e.start]:02x} at offset {e.start}"
         raise UsageError(f"standard input is not valid UTF-8 ({bad})") from None
     return text[:-1] if text.endswith("\n") else text
+
+
+def check_writable(path: str | Path, option: str) -> Path:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable")
+    return path
 
 
 def parse_layers(spec: str | None, n_layer: int) -> list[int] | None:
@@ -57,8 +84,6 @@ def emit_json(doc: dict) -> None:
 
 def check_outputs(as_json: bool, svg: Path | None, html: Path | None) -> None:
     """--svg and --html save the view: refuse them with --json, and check the paths before the work."""
-    from ..export import check_writable
-
     for path, option in ((svg, "--svg"), (html, "--html")):
         if path is None:
             continue

@@ -7,15 +7,17 @@ from .common import emit_json, read_prompt
 
 def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_json: bool, width: int | None,
         color: bool) -> None:
+    from ..texts import load
+
+    load(lang)  # an unknown language is a usage error before the model loads
+    prompt = read_prompt(prompt, model)  # before torch is imported
+
     from .. import loader
     from ..explain import build, walk_to_dict
-    from ..texts import load
     from ..tracer import run_trace
     from ..views import common
     from ..views import explain as explain_view
 
-    load(lang)  # an unknown language is a usage error before the model loads
-    prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     doc = walk_to_dict(build(run_trace(lm, prompt), lm.token_text), lang)
     if as_json:

@@ -17,8 +17,7 @@ import sys
 import typer
 
 from ..errors import UsageError
-from ..export import _num
-from .common import emit_json, read_prompt
+from .common import check_writable, emit_json, read_prompt
 
 MAX_SEED = 2**64 - 1
 
@@ -60,14 +59,17 @@ def check_options(opts: Options):
 
 def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, as_json: bool, save,
         width: int | None, color: bool) -> None:
-    from .. import export, loader
+    # The prompt first: checking the options imports torch, and a prompt far too long for the
+    # model should not wait for that.
+    prompt = read_prompt(prompt, model)
+    settings = check_options(opts)
+    if save is not None:
+        check_writable(save, "--save")
+
+    from .. import loader
     from ..generation import AttentionSpec, Generation
     from ..tracer import encode_prompt
 
-    settings = check_options(opts)
-    if save is not None:
-        export.check_writable(save, "--save")
-    prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     ids = encode_prompt(lm, prompt)
     attention = AttentionSpec(layer=lm.config.n_layer - 1 if opts.layer is None else opts.layer, head=opts.head)
@@ -117,34 +119,6 @@ def done_info(gen, prompt: str) -> dict:
 # --- JSON ---
 
 
-def candidate_dict(c) -> dict:
-    return {"id": c.id, "text": c.text, "prob": _num(c.prob), "logit": _num(c.logit)}
-
-
-def pipeline_dict(step) -> list[dict]:
-    return [{"rank": c.rank, "id": c.id, "text": c.text, "logit": _num(c.logit), "scaled": _num(c.scaled),
-             "p_temperature": _num(c.p_temperature), "in_top_k": c.in_top_k, "in_top_p": c.in_top_p,
-             "prob": _num(c.prob), "slice_start": _num(c.cum_start)} for c in step.sampled.candidates]
-
-
-def step_event(step, with_pipeline: bool = False) -> dict:
-    s = step.sampled
-    a = step.attention
-    event = {
-        "event": "step", "step": step.number, "id": step.token_id, "text": step.text, "prob": _num(step.prob),
-        "top": [candidate_dict(c) for c in s.top(5)],
-        "model_prob": _num(s.model_prob), "draw": None if s.draw is None else _num(s.draw),
-        "n_top_k": s.n_top_k, "n_top_p": s.n_top_p, "mass_top_p": _num(s.mass_top_p),
-        "attention": None if a is None else {"layer": a.layer, "head": a.head, "position": a.position,
-                                             "text": a.text, "weight": _num(a.weight)},
-        "position": step.position, "context_length": step.position, "positions_computed": step.n_computed,
-        "cache_length": step.cache_length, "seconds": _num(step.seconds),
-    }
-    if with_pipeline:
-        event["pipeline"] = pipeline_dict(step)
-    return event
-
-
 class JsonOutput:
     def __init__(self, opts: Options):
         self.opts = opts
@@ -153,10 +127,14 @@ class JsonOutput:
         pass
 
     def step(self, step) -> None:
+        from ..export import step_event
+
         emit_json(step_event(step, with_pipeline=step.number == self.opts.show_sampling))
 
     def done(self, done: dict, steps, lm) -> None:
-        emit_json({k: _num(v) if isinstance(v, float) else v for k, v in done.items()})
+        from ..export import done_event
+
+        emit_json(done_event(done))
 
 
 # --- the view ---

@@ -9,14 +9,15 @@ from .common import check_outputs, emit_json, read_prompt, save_exports
 
 def run(prompt: str, model: str | None, device: str, dtype: str, position: int | None, as_json: bool,
         svg: Path | None, html: Path | None, width: int | None, color: bool) -> None:
+    check_outputs(as_json, svg, html)
+    prompt = read_prompt(prompt, model)  # before torch is imported
+
     from .. import export, loader
     from ..lens import lens_to_dict, logit_lens
     from ..tracer import run_trace
     from ..views import common
     from ..views import lens as lens_view
 
-    check_outputs(as_json, svg, html)
-    prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     trace = run_trace(lm, prompt, stages=["embed.sum", "resid_out"])
     focus = export.check_position(trace, position)

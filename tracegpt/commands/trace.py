@@ -5,21 +5,22 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from .common import emit_json, parse_layers, read_prompt
+from .common import check_writable, emit_json, parse_layers, read_prompt
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, layers: str | None,
           position: int | None, as_json: bool, save, width: int | None, color: bool) -> None:
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k} is out of range; it must be at least 1")
+    if save is not None:
+        check_writable(save, "--save")
+    prompt = read_prompt(prompt, model)  # before torch is imported: a usage error should not wait for it
+
     from .. import costs, export, loader
     from ..tracer import encode_prompt, run_trace
     from ..views import common
     from ..views import trace as trace_view
 
-    if top_k < 1:
-        raise UsageError(f"--top-k {top_k} is out of range; it must be at least 1")
-    if save is not None:
-        export.check_writable(save, "--save")
-    prompt = read_prompt(prompt)
     lm = loader.load(model, device=device, dtype=dtype)
     shown = parse_layers(layers, lm.config.n_layer)
     note = costs.check_trace_fits(lm.config, len(encode_prompt(lm, prompt)), lm.model.wte.weight.dtype, shown)
