@@ -109,6 +109,14 @@ def test_decoding_copy_of_the_unembedding_follows_the_weights():
         assert (cached - model(ids)).abs().max().item() <= 1e-4
 
 
+def test_decoding_copy_works_for_weights_made_under_inference_mode():
+    with torch.inference_mode():  # such weights keep no version count
+        model = random_model(ODD_CONFIGS[1])
+        ids = torch.randint(0, 333, (1, 5))
+        cached = model(ids, cache=KVCache(model.config.n_layer))
+        assert (cached - model(ids)).abs().max().item() <= 1e-4
+
+
 def test_context_overflow_is_refused():
     model = random_model(ODD_CONFIGS[1])
     with pytest.raises(ValueError, match="context of 17"):

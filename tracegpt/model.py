@@ -275,7 +275,7 @@ class GPT(nn.Module):
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self._decoding_copy: tuple[weakref.ref, int, torch.Tensor] | None = None
+        self._decoding_copy: tuple[weakref.ref, int | None, torch.Tensor] | None = None
 
     def unembedding(self) -> torch.Tensor:
         """(vocab_size, d_model): logits = final vector @ this.T"""
@@ -291,9 +291,10 @@ class GPT(nn.Module):
         w = self.unembedding()
         if w.device.type != "cpu" or (w.requires_grad and torch.is_grad_enabled()):
             return w.T
+        version = None if w.is_inference() else w._version  # weights made under inference_mode keep no count
         kept = self._decoding_copy
-        if kept is None or kept[0]() is not w or kept[1] != w._version:
-            kept = self._decoding_copy = (weakref.ref(w), w._version, w.detach().T.contiguous())
+        if kept is None or kept[0]() is not w or kept[1] != version:
+            kept = self._decoding_copy = (weakref.ref(w), version, w.detach().T.contiguous())
         return kept[2]
 
     def forward(self, token_ids: torch.Tensor, tap: Tap = NO_TAP, cache: KVCache | None = None):
