@@ -45,6 +45,8 @@ def check_prompt_fits(text: str) -> None:
         n_ctx = int(card["config"]["n_ctx"])
     except (KeyError, TypeError, ValueError):
         return  # a broken card is reported, with its reason, when the model loads
+    if len(text.encode("utf-8", errors="surrogatepass")) <= n_ctx:
+        return  # every token holds at least one byte: the ranks file need not be read for this one
     longest = max(map(len, tokenizer.read_ranks(ranks_path(card))), default=0)
     if longest:
         tokenizer.check_prompt_bytes(text, n_ctx, longest, EMBEDDED)
