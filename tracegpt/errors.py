@@ -11,3 +11,24 @@ class UsageError(TraceGPTError):
     """A value the user gave that is out of range or malformed: exit 2, like a bad option."""
 
     exit_code = 2
+
+
+class ParameterError(UsageError):
+    """A value out of range, worded with the Python parameter's name: `temperature -1 is out of range; ...`.
+
+    The domain knows parameters, not flags. The command line words the same error with the
+    option the user typed (`--temperature -1 is out of range; ...`), through `said_as`.
+    """
+
+    def __init__(self, parameter: str, rest: str):
+        self.parameter = parameter
+        self.rest = rest  # what follows the name: the value as given and what is wrong with it
+        super().__init__(f"{parameter} {rest}")
+
+    def said_as(self, name: str) -> str:
+        return f"{name} {self.rest}"
+
+    @property
+    def flag(self) -> str:
+        """The command-line option of the same name: max_new_tokens -> --max-new-tokens."""
+        return "--" + self.parameter.replace("_", "-")
