@@ -166,7 +166,7 @@ def job_load(folder: Path, size: str, dtype: str, repeats: int) -> dict:
 def job_long(folder: Path, stages: str) -> dict:
     import tracegpt
     from tracegpt import costs
-    from tracegpt.model import BLOCK_STAGES
+    from tracegpt.stages import BLOCK as BLOCK_STAGES
 
     lm = tracegpt.load(str(folder))
     prompt = prompt_of(lm, 1024)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tracegpt import explain
-from tracegpt.model import NO_TAP
+from tracegpt.taps import NO_BLOCK_TAPS
 from tracegpt.tracer import run_trace
 
 PROMPT = "To be, or not to be"
@@ -91,7 +91,7 @@ def test_the_ffn_is_local_to_the_token(lm, walk, reference):
     layer, focus = s["layer"], len(reference.token_ids) - 1
     alone = reference[f"blocks.{layer}.ln2"][focus : focus + 1]  # only this token, no neighbours
     with torch.no_grad():
-        out = lm.model.h[layer].mlp(alone, NO_TAP)[0]
+        out = lm.model.h[layer].mlp(alone, NO_BLOCK_TAPS)[0]
         act = lm.model.h[layer].mlp.act(lm.model.h[layer].mlp.c_fc(alone))[0]
     assert s["mlp_norm"] == pytest.approx(out.norm().item(), abs=1e-4)
     assert s["n_active"] == int((act > 0).sum()) and s["neuron"] == int(act.argmax())

@@ -9,7 +9,7 @@ import torch
 
 from tracegpt.errors import UsageError
 from tracegpt.generation import AttentionSpec, Generation, PreallocatedKVCache
-from tracegpt.model import NO_TAP, KVCache
+from tracegpt.model import KVCache
 from tracegpt.sampling import SamplingSettings
 from tracegpt.tracer import Tracer
 
@@ -197,8 +197,8 @@ class PreferEndOfText(torch.nn.Module):
         self.inner, self.eot, self.after, self.calls = inner, eot, after, 0
         self.config, self.wte = inner.config, inner.wte
 
-    def forward(self, ids, tap=NO_TAP, cache: KVCache | None = None):
-        logits = self.inner(ids, tap=tap, cache=cache)
+    def forward(self, ids, taps=(), cache: KVCache | None = None):
+        logits = self.inner(ids, taps=taps, cache=cache)
         self.calls += 1
         if self.calls > self.after:
             logits[..., self.eot] += 1000
@@ -268,7 +268,7 @@ def test_attention_peek_matches_a_full_trace(lm, use_cache, head):
         context = gen.ids[: step.position]
         tracer = Tracer(layers=[layer], stages=["attn.weights"])
         with torch.no_grad():
-            lm.model(torch.tensor([context]), tap=tracer)
+            lm.model(torch.tensor([context]), taps=tracer)
         row = tracer.store[f"blocks.{layer}.attn.weights"][:, -1, :]
         row = row.mean(0) if head is None else row[head]
         assert step.attention.position == int(row.argmax())

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tracegpt.errors import UsageError
-from tracegpt.model import attention_weights, next_token_probs, stage_names
+from tracegpt.model import attention_weights, next_token_probs
+from tracegpt.stages import names as stage_names
 from tracegpt.tracer import Tracer, run_trace
 
 PROMPTS = ["I love", "To be, or not to be, that is the question:", "My lord,\nI"]
@@ -96,7 +97,7 @@ def test_derived_stages_are_what_the_model_computes_from_the_kept_ones(lm):
     assert "probs" in derived.derived and "blocks.2.attn.weights" in derived.derived
     keeper = Tracer()
     with torch.no_grad():
-        lm.model(torch.tensor([lm.encode(prompt)]), tap=keeper)
+        lm.model(torch.tensor([lm.encode(prompt)]), taps=keeper)
     assert sorted(keeper.store) == sorted(derived.names())
     for name, kept in keeper.store.items():
         torch.testing.assert_close(derived[name], kept, rtol=1e-5, atol=1e-5, msg=name)

@@ -18,7 +18,9 @@ _API = {
     "Tracer": "tracer",
     "trace_to_dict": "export",
     "save_npz": "export",
-    "stage_names": "model",
+    "stage_names": ("stages", "names"),
+    "parse_site": "stages",
+    "Tap": "taps",
     "GPT": "model",
     "GPTConfig": "model",
 }
@@ -30,5 +32,6 @@ def __getattr__(name):
     if name in _API:
         import importlib
 
-        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        module, attr = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'tracegpt' has no attribute {name!r}")

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .errors import TraceGPTError, UsageError
-from .tracer import Trace, position_axis
+from . import stages
+from .tracer import Trace
 
 SCHEMA_VERSION = 1
 PREVIEW = 8  # numbers of the focus vector shown per stage
@@ -34,7 +35,7 @@ def layer_of(name: str) -> int | None:
 
 def focus_slice(trace: Trace, name: str, focus: int) -> torch.Tensor:
     t = trace[name]
-    return t.select(position_axis(name), focus)
+    return t.select(stages.position_axis(name), focus)
 
 
 def _num(x: float) -> float | None:

@@ -20,9 +20,10 @@ import torch
 
 from .errors import UsageError
 from .loader import LoadedModel
-from .model import NO_TAP, KVCache, Tap
+from . import stages
+from .model import KVCache
 from .sampling import Sampled, SamplingSettings, sample
-from .tracer import Tracer, position_axis
+from .tracer import Tracer
 
 STOP_REASONS = ("end_of_text", "stop_text", "max_new_tokens", "context", "interrupted")
 # A one-token step of a model this small is ~150 ops of tens of microseconds each: waking
@@ -108,42 +109,6 @@ class PreallocatedKVCache(KVCache):
             n = self.lengths[layer]
             k_buf[:, :, :n], v_buf[:, :, :n] = self.buffers[layer][0][:, :, :n], self.buffers[layer][1][:, :, :n]
         self.buffers[layer] = (k_buf, v_buf)
-
-
-class _KeepAttentionWeights(Tap):
-    """Inside one block: keeps its attention weights. Being active makes the block compute them."""
-
-    active = True
-
-    def __init__(self):
-        self.weights: torch.Tensor | None = None
-
-    def wants(self, name: str) -> bool:
-        return name == "attn.weights"
-
-    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        if name == "attn.weights":
-            self.weights = tensor.detach()[0]  # (n_head, new positions, context)
-        return tensor
-
-
-class OneBlockAttentionTap(Tap):
-    """Keeps one block's attention weights and nothing else; the other blocks stay fused.
-
-    The general Tracer matches every stage name against its patterns, a few hundred Python
-    calls per step (~10% of a step of the embedded model); this tap compares one prefix.
-    """
-
-    def __init__(self, layer: int):
-        self.prefix = f"blocks.{layer}"
-        self.block = _KeepAttentionWeights()
-
-    def scoped(self, prefix: str) -> Tap:
-        return self.block if prefix == self.prefix else NO_TAP
-
-    @property
-    def weights(self) -> torch.Tensor | None:
-        return self.block.weights
 
 
 def check_max_new_tokens(n: int) -> None:
@@ -244,12 +209,13 @@ class Generation:
     def _step(self) -> Step:
         start = perf_counter()
         feed = self._feed()
-        tap = self._tap()
+        tracer = self._tracer()
+        taps = () if tracer is None else (tracer,)
         # inference_mode per step, not around the loop: a generator's `with` would stay open
         # across each yield and leak into the caller's code.
         threads = 1 if self.small_model and len(feed) == 1 else None
         with torch.inference_mode(), cpu_threads(threads):
-            logits = self.lm.model(torch.tensor([feed], device=self.lm.device), tap=tap, cache=self.cache)[0, -1]
+            logits = self.lm.model(torch.tensor([feed], device=self.lm.device), taps=taps, cache=self.cache)[0, -1]
             sampled = sample(logits, self.settings, self.generator)
         seconds = perf_counter() - start
         first = self.steps_done == 0
@@ -267,43 +233,41 @@ class Generation:
         return Step(number=self.steps_done, token_id=sampled.token_id, text=self.lm.token_text(sampled.token_id),
                     sampled=sampled, position=position, n_computed=len(feed),
                     cache_length=len(self.cache) if self.cache is not None else 0,
-                    attention=self._peek(tap, position), seconds=seconds,
+                    attention=self._peek(tracer, position), seconds=seconds,
                     logits=logits.float().cpu() if self.keep_logits else None,
-                    stages=self._new_columns(tap, n_new))
+                    stages=self._new_columns(tracer, n_new))
 
     def _feed(self) -> list[int]:
         """The ids this step's forward pass reads: all of them, or with a cache only the uncached ones."""
         # A copy: self.ids grows at the end of the step, and the step reports what was read.
         return self.ids[len(self.cache):] if self.cache is not None else list(self.ids)
 
-    def _tap(self) -> Tap:
+    def _tracer(self) -> Tracer | None:
+        """What this step records: every stage, or the weights the attention column reads, or nothing."""
         if self.record:
             return Tracer()
         if self.attention is not None:
-            return OneBlockAttentionTap(self.attention.layer)
-        return NO_TAP
+            return Tracer(layers=[self.attention.layer], stages=["attn.weights"])
+        return None
 
-    def _peek(self, tap: Tap, position: int) -> AttentionPeek | None:
+    def _peek(self, tracer: Tracer | None, position: int) -> AttentionPeek | None:
         spec = self.attention
         if spec is None:
             return None
-        if isinstance(tap, OneBlockAttentionTap):
-            weights = tap.weights
-        else:
-            weights = tap.store[f"blocks.{spec.layer}.attn.weights"]
+        weights = tracer.store[stages.block_stage(spec.layer, "attn.weights")]
         weights = weights[:, -1, :].float().cpu()  # (n_head, context): the newest position's row
         row = weights.mean(dim=0) if spec.head is None else weights[spec.head]
         best = int(torch.argmax(row))
         return AttentionPeek(layer=spec.layer, head=spec.head, from_position=position - 1, position=best,
                              text=self.lm.token_text(self.ids[best]), weight=row[best].item())
 
-    def _new_columns(self, tap: Tap, n_new: int) -> dict[str, torch.Tensor]:
+    def _new_columns(self, tracer: Tracer | None, n_new: int) -> dict[str, torch.Tensor]:
         """The recorded stages of the positions new at this step (all of them, with or without a cache)."""
         if not self.record:
             return {}
         out = {}
-        for name, tensor in tap.store.items():
-            axis = position_axis(name)
+        for name, tensor in tracer.store.items():
+            axis = stages.position_axis(name)
             out[name] = tensor.narrow(axis, tensor.shape[axis] - n_new, n_new)
         return out
 

@@ -3,21 +3,24 @@
 tokens -> token embedding + position embedding -> blocks (LayerNorm -> attention -> add;
 LayerNorm -> MLP -> add) -> final LayerNorm -> logits over the vocabulary.
 
-Every intermediate tensor passes through `tap(name, tensor)`. The default tap does nothing
-and the untraced forward uses fused attention; a tracer (tracegpt.tracer) is a tap that keeps
-what it is asked for. Stage names are listed once, in `stage_names`.
+Every intermediate tensor is shown to the taps (tracegpt.taps) that need it, under its stage
+name (tracegpt.stages), and a tap may replace it. With no taps, or none that needs a block's
+routing table, attention runs through torch's fused kernel; a tracer (tracegpt.tracer) is a
+tap that keeps what it is asked for.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .taps import BlockTaps, Tap, plan
 
 @dataclass
 class GPTConfig:
@@ -71,51 +74,6 @@ ACTIVATIONS = {
     "swish": F.silu,
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
 }
-
-
-def stage_names(n_layer: int) -> list[str]:
-    """Every stage the forward pass shows, in the order it computes them."""
-    names = ["tokens", "embed.token", "embed.position", "embed.sum"]
-    for i in range(n_layer):
-        names += [f"blocks.{i}.{stage}" for stage in BLOCK_STAGES]
-    return names + ["ln_f", "logits", "probs"]
-
-
-BLOCK_STAGES = (
-    "ln1",
-    "attn.q",
-    "attn.k",
-    "attn.v",
-    "attn.scores",
-    "attn.mask",
-    "attn.weights",
-    "attn.mix",
-    "attn.out",
-    "resid_attn",
-    "ln2",
-    "mlp.pre",
-    "mlp.act",
-    "mlp.out",
-    "resid_out",
-)
-
-
-class Tap:
-    """Where the forward pass shows a stage. This one keeps nothing: the untraced forward."""
-
-    active = False
-
-    def wants(self, name: str) -> bool:
-        return False
-
-    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    def scoped(self, prefix: str) -> Tap:
-        return self
-
-
-NO_TAP = Tap()
 
 
 class KVCache:
@@ -178,37 +136,42 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
 
-    def forward(self, x, tap: Tap, cache: KVCache | None = None):
+    def forward(self, x, at: BlockTaps, cache: KVCache | None = None):
         q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
-        q = tap("attn.q", self.split_heads(q))  # what each token is looking for
-        k = tap("attn.k", self.split_heads(k))  # how each token can be found
-        v = tap("attn.v", self.split_heads(v))  # what each token carries
+        q = at("attn.q", self.split_heads(q))  # what each token is looking for
+        k = at("attn.k", self.split_heads(k))  # how each token can be found
+        v = at("attn.v", self.split_heads(v))  # what each token carries
         if cache is not None:
             k, v = cache.extend(self.layer_idx, k, v)  # the past's keys and values, plus ours
         past = k.shape[-2] - q.shape[-2]
-        if tap.active or self.upcast:
-            mix = self.attend_step_by_step(q, k, v, past, tap)
+        if at.routing or self.upcast:
+            mix = self.attend_step_by_step(q, k, v, past, at)
         else:
             mix = self.fused_attention(q, k, v, past)
-        mix = tap("attn.mix", mix)  # (B, nh, T, hs): each head's weighted pull of V
+        mix = at("attn.mix", mix)  # (B, nh, T, hs): each head's weighted pull of V
         B, nh, T, hs = mix.shape
         merged = mix.transpose(1, 2).reshape(B, T, nh * hs)  # heads side by side
-        return tap("attn.out", self.c_proj(merged))
+        return at("attn.out", self.c_proj(merged))
 
-    def attend_step_by_step(self, q, k, v, past, tap):
+    def attend_step_by_step(self, q, k, v, past, at: BlockTaps):
         dtype = q.dtype
         if self.upcast:
             q, k = q.float(), k.float()
         # Q·Kᵀ/√d_head, the scale applied to Q: a (T, d_head) multiply instead of a (T, T) one.
-        scores = tap("attn.scores", (q * self.scale) @ k.transpose(-2, -1))  # (B, nh, T, T+past)
-        mask = tap("attn.mask", causal_mask(q.shape[-2], past, q.device))  # True = edge kept
-        if not (tap.wants("attn.weights") or self.upcast):
-            # Nobody keeps the weights (a tracer derives them from the scores when they are
-            # read): the fused kernel mixes V without writing out and rereading T×T weights,
-            # the same numbers to float rounding, in half the time on a long prompt.
-            return self.fused_attention(q, k, v, past)
-        weights = tap("attn.weights", attention_weights(scores, mask, dtype))  # each row: shares of the traffic
-        return weights @ v
+        computed = (q * self.scale) @ k.transpose(-2, -1)
+        scores = at("attn.scores", computed)  # (B, nh, T, T+past)
+        causal = causal_mask(q.shape[-2], past, q.device)
+        mask = at("attn.mask", causal)  # True = edge kept
+        changed = scores is not computed or mask is not causal
+        if changed or self.upcast or at.wants("attn.weights"):
+            weights = attention_weights(scores, mask, dtype)
+            used = at("attn.weights", weights)  # each row: shares of the traffic
+            if used is not weights or changed or self.upcast:
+                return used @ v  # the routing table as edited (or upcast): V mixed by these very weights
+        # The routing table as computed, only read: the fused kernel mixes V from the same q and k,
+        # without writing out and rereading T×T weights (weights @ v to float rounding, and bit
+        # for bit what a pass without taps computes).
+        return self.fused_attention(q, k, v, past)
 
     def fused_attention(self, q, k, v, past):
         if past == 0:
@@ -242,10 +205,10 @@ class MLP(nn.Module):
         self.c_proj = Linear(config.d_mlp, config.d_model)
         self.act = ACTIVATIONS[config.activation]
 
-    def forward(self, x, tap: Tap):
-        pre = tap("mlp.pre", self.c_fc(x))
-        act = tap("mlp.act", self.act(pre))
-        return tap("mlp.out", self.c_proj(act))
+    def forward(self, x, at: BlockTaps):
+        pre = at("mlp.pre", self.c_fc(x))
+        act = at("mlp.act", self.act(pre))
+        return at("mlp.out", self.c_proj(act))
 
 
 class Block(nn.Module):
@@ -257,12 +220,12 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.dropout = config.dropout
 
-    def forward(self, x, tap: Tap, cache: KVCache | None = None):
+    def forward(self, x, at: BlockTaps, cache: KVCache | None = None):
         # The residual stream x is revised by addition, never replaced.
-        attn = self.attn(tap("ln1", self.ln_1(x)), tap, cache)
-        x = tap("resid_attn", x + dropout(attn, self.dropout, self.training))
-        mlp = self.mlp(tap("ln2", self.ln_2(x)), tap)
-        x = tap("resid_out", x + dropout(mlp, self.dropout, self.training))
+        attn = self.attn(at("ln1", self.ln_1(x)), at, cache)
+        x = at("resid_attn", x + dropout(attn, self.dropout, self.training))
+        mlp = self.mlp(at("ln2", self.ln_2(x)), at)
+        x = at("resid_out", x + dropout(mlp, self.dropout, self.training))
         return x
 
 
@@ -297,24 +260,32 @@ class GPT(nn.Module):
             kept = self._decoding_copy = (weakref.ref(w), version, w.detach().T.contiguous())
         return kept[2]
 
-    def forward(self, token_ids: torch.Tensor, tap: Tap = NO_TAP, cache: KVCache | None = None):
-        """token_ids (B, T) -> logits (B, T, vocab_size)."""
+    def unembed(self, x: torch.Tensor, decoding: bool = False) -> torch.Tensor:
+        """Vectors after the final LayerNorm (..., d_model) -> logits (..., vocab_size)."""
+        return x @ (self.decoding_unembedding() if decoding else self.unembedding().T)
+
+    def read_out(self, residual: torch.Tensor) -> torch.Tensor:
+        """The residual stream -> logits, as the forward pass ends: the final LayerNorm, then the unembedding."""
+        return self.unembed(self.ln_f(residual))
+
+    def forward(self, token_ids: torch.Tensor, taps: Sequence[Tap] | Tap = (), cache: KVCache | None = None):
+        """token_ids (B, T) -> logits (B, T, vocab_size), each stage shown to the taps that need it."""
         past = 0 if cache is None else len(cache)
         T = token_ids.shape[1]
         if past + T > self.config.n_ctx:
             raise ValueError(f"{past + T} tokens do not fit the context of {self.config.n_ctx}")
-        tap("tokens", token_ids)
+        at = plan(taps, self.config.n_layer, self.wte.weight.dtype, offset=past)
+        at("tokens", token_ids)
         positions = torch.arange(past, past + T, device=token_ids.device)
-        tok = tap("embed.token", self.wte(token_ids))  # what each token is
-        pos = tap("embed.position", self.wpe(positions))  # where it stands: its address
-        x = dropout(tap("embed.sum", tok + pos), self.config.dropout, self.training)
+        tok = at("embed.token", self.wte(token_ids))  # what each token is
+        pos = at("embed.position", self.wpe(positions))  # where it stands: its address
+        x = dropout(at("embed.sum", tok + pos), self.config.dropout, self.training)
         for i, block in enumerate(self.h):
-            x = block(x, tap.scoped(f"blocks.{i}"), cache)
-        x = tap("ln_f", self.ln_f(x))
-        unembedding = self.unembedding().T if cache is None else self.decoding_unembedding()
-        logits = tap("logits", x @ unembedding)
-        if tap.wants("probs"):
-            tap("probs", next_token_probs(logits))
+            x = block(x, at.block(i), cache)
+        x = at("ln_f", self.ln_f(x))
+        logits = at("logits", self.unembed(x, decoding=cache is not None))
+        if at.wants("probs"):
+            at("probs", next_token_probs(logits))
         return logits
 
     def n_params(self) -> int:

@@ -4,22 +4,48 @@
     trace = run_trace(lm, "I love")
     trace["blocks.3.attn.weights"]      # (n_head, T, T) tensor, rows = queries
 
-Names are those of `model.stage_names`; they are the keys of the JSON and of the .npz too.
+Names are those of `tracegpt.stages`; they are the keys of the JSON and of the .npz too.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from fnmatch import fnmatchcase
+from functools import cache, partial
 
 import torch
 
+from . import stages as stage_names
 from . import tokenizer
-from .errors import UsageError
+from .errors import ParameterError, UsageError
 from .loader import LoadedModel
-from .model import BLOCK_STAGES, Tap, attention_weights, next_token_probs, stage_names
+from .model import attention_weights, next_token_probs
+from .taps import Run, Tap
+
+# How each derived stage is recomputed from the stages it derives from (stages.DERIVED_FROM).
+DERIVE = {
+    "attn.weights": lambda scores, mask, dtype: attention_weights(scores, mask, dtype),
+    "probs": lambda logits, dtype: next_token_probs(logits),
+}
+
+
+@cache
+def kept_names(n_layer: int, layers: frozenset[int] | None, patterns: tuple[str, ...] | None) -> frozenset[str]:
+    """The stages a tracer keeps: those of the chosen layers matching a pattern (full name or name in the block)."""
+    kept = set()
+    for name in stage_names.names(n_layer):
+        stage = stage_names.parse(name)
+        if stage.layer is not None and layers is not None and stage.layer not in layers:
+            continue
+        if patterns is None or any(fnmatchcase(name, p) or fnmatchcase(stage.kind, p) for p in patterns):
+            kept.add(name)
+    return frozenset(kept)
+
+
+@cache
+def _batched(name: str) -> bool:
+    return stage_names.axes(name)[0] == "batch"
 
 
 class Tracer(Tap):
@@ -28,81 +54,42 @@ class Tracer(Tap):
     With `derive`, the two largest stages are not kept but recomputed when read, by the model's
     own functions from stages kept anyway: attn.weights from attn.scores and attn.mask, probs
     from logits. Same function, same inputs: the same numbers, for about a third less memory on
-    a long prompt. (Only when stages are kept in the model's own dtype, so the inputs are exact.)
-    The model, told it need not compute those weights, mixes V with its fused kernel.
+    a long prompt. A stage some tap of the run may replace is kept, never derived, so the trace
+    holds what the model really used. (Derived only when stages are kept in the model's own
+    dtype, so the inputs are exact.) Not needing those weights, the model mixes V with its fused kernel.
     """
 
-    def __init__(self, layers=None, stages=None, dtype: torch.dtype | None = None, derive: bool = False,
-                 _prefix: str = "", _store: dict | None = None, _derived: dict | None = None):
-        self.layers = None if layers is None else set(layers)
-        self.patterns = None if stages is None else list(stages)
+    def __init__(self, layers: Iterable[int] | None = None, stages: Iterable[str] | None = None,
+                 dtype: torch.dtype | None = None, derive: bool = False):
+        self.layers = None if layers is None else frozenset(layers)
+        self.patterns = None if stages is None else tuple(stages)
         self.dtype = dtype
         self.derive = derive and dtype is None
-        self.prefix = _prefix
-        self.store: dict[str, torch.Tensor] = {} if _store is None else _store
-        self.derived: dict[str, Callable[[], torch.Tensor]] = {} if _derived is None else _derived
-        self.active = self._any_wanted()
+        self.store: dict[str, torch.Tensor] = {}
+        self.derived: dict[str, Callable[[], torch.Tensor]] = {}
 
-    def _any_wanted(self) -> bool:
-        if not self.prefix:
-            return True
-        layer = int(self.prefix.split(".")[1])
-        if self.layers is not None and layer not in self.layers:
-            return False
-        return any(self.wants(f"{self.prefix}.{s}") for s in BLOCK_STAGES)
+    def keeps(self, n_layer: int) -> frozenset[str]:
+        return kept_names(n_layer, self.layers, self.patterns)
 
-    def wants(self, name: str) -> bool:
-        # Derived stages are computed on reading: the model need not compute them now.
-        if (self.derive and name == "probs") or self._derives_weights(self.full_name(name)):
-            return False
-        return self.keeps(name)
+    def needs(self, run: Run) -> Collection[str]:
+        kept = self.keeps(run.n_layer)
+        if not self.derive:
+            return kept
+        derived = {name for name in kept if stage_names.is_derived(name) and name not in run.edited
+                   and all(source in kept for source in stage_names.derived_from(name))}
+        for name in derived:
+            self.derived[name] = partial(self._derive, name, run.dtype)
+        return kept - derived
 
-    def _derives_weights(self, full: str) -> bool:
-        """Whether these attention weights will be derived: kept, from scores and a mask kept too."""
-        if not full.endswith(".attn.weights"):
-            return False
-        block = full.removesuffix("weights")
-        return self.derive and all(self.keeps(block + s) for s in ("weights", "scores", "mask"))
+    def _derive(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        sources = [self.store[source] for source in stage_names.derived_from(name)]
+        return DERIVE[stage_names.kind(name)](*sources, dtype)
 
-    def keeps(self, name: str) -> bool:
-        full = name if name.startswith(self.prefix) else self.full_name(name)
-        parts = full.split(".")
-        if parts[0] == "blocks" and self.layers is not None and int(parts[1]) not in self.layers:
-            return False
-        if self.patterns is None:
-            return True
-        short = ".".join(parts[2:]) if parts[0] == "blocks" else full
-        return any(fnmatch.fnmatchcase(full, p) or fnmatch.fnmatchcase(short, p) for p in self.patterns)
-
-    def full_name(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        full = self.full_name(name)
-        if not (self.active and self.keeps(full)):
-            return tensor
-        if name == "attn.weights" and self._derives_weights(full):  # computed anyway (upcast attention)
-            self._derive_weights(tensor.dtype)
-            return tensor
-        # Drop the batch axis; embed.position and attn.mask are shared by the batch and have none.
-        kept = tensor.detach() if name in ("embed.position", "attn.mask") else tensor.detach()[0]
+    def __call__(self, name: str, tensor: torch.Tensor, offset: int) -> None:
+        kept = tensor.detach()[0] if _batched(name) else tensor.detach()
         if self.dtype is not None and kept.is_floating_point():
             kept = kept.to(self.dtype)
-        self.store[full] = kept = kept.to("cpu")
-        if self.derive and name == "logits" and self.keeps("probs"):
-            self.derived["probs"] = partial(next_token_probs, kept)
-        if name == "attn.mask" and self._derives_weights(self.full_name("attn.weights")):
-            # The model will not compute these weights; the scores' dtype is theirs.
-            self._derive_weights(self.store[self.full_name("attn.scores")].dtype)
-        return tensor
-
-    def _derive_weights(self, dtype: torch.dtype) -> None:
-        scores, mask = self.store[self.full_name("attn.scores")], self.store[self.full_name("attn.mask")]
-        self.derived[self.full_name("attn.weights")] = partial(attention_weights, scores, mask, dtype)
-
-    def scoped(self, prefix: str) -> Tracer:
-        return Tracer(self.layers, self.patterns, self.dtype, self.derive, _prefix=prefix, _store=self.store,
-                      _derived=self.derived)
+        self.store[name] = kept.to("cpu")
 
 
 @dataclass
@@ -129,7 +116,7 @@ class Trace:
 
     def names(self) -> list[str]:
         """The recorded stage names, in the order the forward pass computed them."""
-        return [n for n in stage_names(self.model["n_layer"]) if n in self]
+        return [n for n in stage_names.names(self.model["n_layer"]) if n in self]
 
     @property
     def n_tokens(self) -> int:
@@ -140,13 +127,8 @@ class Trace:
         return [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(self.token_ids, self.token_texts))]
 
     def layers(self) -> list[int]:
-        return sorted({int(n.split(".")[1]) for n in self.tensors if n.startswith("blocks.")})
-
-
-def position_axis(name: str) -> int:
-    """Which axis of a stage's tensor runs over token positions (after the batch axis is dropped)."""
-    short = name.split(".", 2)[-1] if name.startswith("blocks.") else name
-    return 1 if short in ("attn.q", "attn.k", "attn.v", "attn.scores", "attn.weights", "attn.mix") else 0
+        """The blocks that have recorded stages."""
+        return sorted({layer for n in self.tensors if (layer := stage_names.layer_of(n)) is not None})
 
 
 def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
@@ -161,18 +143,29 @@ def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
     return ids
 
 
-def run_trace(lm: LoadedModel, prompt: str, layers=None, stages=None, dtype: torch.dtype | None = None) -> Trace:
-    """Run the model once on the prompt, keeping the asked-for stages (all of them by default)."""
+def check_layers(layers: Iterable[int] | None, n_layer: int, model: str) -> None:
+    bad = [i for i in layers or () if not 0 <= i < n_layer]
+    if bad:
+        raise ParameterError("layers", f"{bad[0]} does not exist; {model} has layers 0..{n_layer - 1}")
+
+
+def run_trace(lm: LoadedModel, prompt: str, layers=None, stages=None, dtype: torch.dtype | None = None,
+              taps: Sequence[Tap] = ()) -> Trace:
+    """Run the model once on the prompt, keeping the asked-for stages (all of them by default).
+
+    `taps` run before the recorder, so what they change is what the trace holds.
+    """
     ids = encode_prompt(lm, prompt)
-    n_layer = lm.config.n_layer
-    if layers is not None:
-        bad = [i for i in layers if not 0 <= i < n_layer]
-        if bad:
-            raise UsageError(f"layer {bad[0]} does not exist; {lm.name} has layers 0..{n_layer - 1}")
+    check_layers(layers, lm.config.n_layer, lm.name)
     tracer = Tracer(layers=layers, stages=stages, dtype=dtype, derive=True)
     with torch.no_grad():
-        lm.model(torch.tensor([ids], device=lm.device), tap=tracer)
+        lm.model(torch.tensor([ids], device=lm.device), taps=[*taps, tracer])
+    return trace_of(lm, prompt, ids, tracer)
+
+
+def trace_of(lm: LoadedModel, prompt: str, ids: list[int], tracer: Tracer) -> Trace:
+    """What a tracer recorded of one forward pass over `ids`, as a Trace."""
     return Trace(model=lm.describe(), prompt=prompt, token_ids=ids,
                  token_texts=[lm.token_text(i) for i in ids],
-                 token_bytes=[lm.encoding.decode_single_token_bytes(i) for i in ids], tensors=tracer.store,
+                 token_bytes=[tokenizer.token_bytes(lm.encoding, i) for i in ids], tensors=tracer.store,
                  derived=tracer.derived)

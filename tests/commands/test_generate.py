@@ -215,7 +215,7 @@ def test_save_keeps_each_steps_new_columns(run_cli, lm, tmp_path):
         assert saved["step2/tokens"].tolist() == [done["token_ids"][0]]
         assert saved["step3/logits"][0].argmax() == done["token_ids"][2]
         names = {k.split("/", 1)[1] for k in saved.files if k.startswith("step1/")}
-    from tracegpt.model import stage_names
+    from tracegpt.stages import names as stage_names
 
     assert names == set(stage_names(c.n_layer))
 

@@ -4,7 +4,7 @@ import pytest
 from rich.console import Console
 
 from tracegpt import export
-from tracegpt.model import BLOCK_STAGES
+from tracegpt import stages
 from tracegpt.tracer import run_trace
 from tracegpt.views import trace as trace_view
 
@@ -26,7 +26,7 @@ def test_every_stage_of_every_shown_block_is_there(lm, width):
     assert len(sections) == 1 + 4
     for section in sections[1:]:
         flat = " ".join(section.split())
-        for stage in BLOCK_STAGES:
+        for stage in stages.BLOCK:
             assert stage in flat, stage
     for stage in ("embed.token", "embed.position", "embed.sum", "ln_f", "logits", "probs"):
         assert stage in text
