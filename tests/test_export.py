@@ -7,7 +7,7 @@ import pytest
 
 from tracegpt import export
 from tracegpt.errors import UsageError
-from tracegpt.tracer import run_trace
+from tracegpt.tracer import check_position, run_trace
 
 SCHEMA = json.loads(resources.files("tracegpt").joinpath("schemas/trace.schema.json").read_text())
 
@@ -41,9 +41,8 @@ def test_npz_holds_every_stage_of_the_json(lm, tmp_path):
         assert np.array_equal(npz["blocks.3.attn.weights"], trace["blocks.3.attn.weights"].numpy())
 
 
-def test_position_range(lm):
-    trace = run_trace(lm, "I love")
-    assert export.check_position(trace, None) == 1
-    assert export.check_position(trace, -2) == 0
-    with pytest.raises(UsageError, match="positions 0..1"):
-        export.check_position(trace, 2)
+def test_position_range():
+    assert check_position(2, None) == 1
+    assert check_position(2, -2) == 0
+    with pytest.raises(UsageError, match="position 2 is out of range; the prompt has positions 0..1"):
+        check_position(2, 2)

@@ -7,7 +7,7 @@ tokens: every check compares two ways of computing the same thing.
 import pytest
 import torch
 
-from tracegpt.errors import UsageError
+from tracegpt.errors import ParameterError, UsageError
 from tracegpt.generation import AttentionSpec, Generation, PreallocatedKVCache
 from tracegpt.model import KVCache
 from tracegpt.sampling import SamplingSettings
@@ -98,12 +98,12 @@ def test_positions_computed_and_cache_size(lm):
     assert {s.cache_length for s in uncached} == {0}
     for gen in (gen_c, gen_u):  # both runs know what the other would have cost
         summary = gen.summary()
-        assert summary["positions_with_cache"] == sum(s.n_computed for s in cached)
-        assert summary["positions_without_cache"] == sum(s.n_computed for s in uncached)
+        assert summary.positions_with_cache == sum(s.n_computed for s in cached)
+        assert summary.positions_without_cache == sum(s.n_computed for s in uncached)
     c = lm.config
     expected_bytes = 2 * c.n_layer * (p + n - 1) * c.d_model * 4
-    assert gen_c.summary()["cache_bytes"] == gen_c.cache.nbytes() == expected_bytes
-    assert gen_u.summary()["cache_bytes"] == expected_bytes
+    assert gen_c.summary().cache_bytes == gen_c.cache.nbytes() == expected_bytes
+    assert gen_u.summary().cache_bytes == expected_bytes
 
 
 def test_recorded_new_columns_agree_with_and_without_cache(lm):
@@ -243,13 +243,15 @@ def test_small_model_steps_run_on_one_thread_and_give_threads_back(lm, monkeypat
     assert set_to == []
 
 
-def test_bad_values_are_usage_errors(lm):
+def test_bad_values_are_usage_errors_named_by_parameter(lm):
+    # The Python API speaks of its parameters; the CLI words the same errors with its options.
     ids = lm.encode(PROMPT)
-    with pytest.raises(UsageError, match="--max-new-tokens 0 is out of range"):
+    with pytest.raises(ParameterError, match="^max_new_tokens 0 is out of range") as e:
         Generation(lm, ids, GREEDY, 0)
-    with pytest.raises(UsageError, match="--layer 4 does not exist"):
+    assert e.value.said_as(e.value.flag).startswith("--max-new-tokens 0 is out of range")
+    with pytest.raises(ParameterError, match="^layer 4 does not exist"):
         Generation(lm, ids, GREEDY, 1, attention=AttentionSpec(layer=4))
-    with pytest.raises(UsageError, match="--head -1 does not exist"):
+    with pytest.raises(ParameterError, match="^head -1 does not exist"):
         Generation(lm, ids, GREEDY, 1, attention=AttentionSpec(layer=0, head=-1))
     with pytest.raises(UsageError):
         Generation(lm, [], GREEDY, 1)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tracegpt.errors import UsageError
+from tracegpt.errors import ParameterError
 from tracegpt.sampling import SamplingSettings, sample, top_p_count
 
 
@@ -182,9 +182,11 @@ def test_a_chosen_token_beyond_the_leading_candidates_is_still_recorded():
     (SamplingSettings(top_k=0), "--top-k 0 is out of range; it must be at least 1"),
 ])
 def test_bad_settings_are_named_with_their_range(settings, fragment):
-    with pytest.raises(UsageError) as e:
+    # Named by parameter in Python (temperature, top_p), by option on the command line (--top-p).
+    with pytest.raises(ParameterError) as e:
         settings.check()
-    assert fragment in str(e.value)
+    assert fragment in e.value.said_as(e.value.flag)
+    assert str(e.value).startswith(e.value.parameter + " ") and e.value.parameter in ("temperature", "top_p", "top_k")
 
 
 @pytest.mark.parametrize("settings", [SamplingSettings(), SamplingSettings(temperature=0), SamplingSettings(top_p=1),

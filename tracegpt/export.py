@@ -1,7 +1,8 @@
-"""A trace as data: the JSON document of `tracegpt trace --json`, and the .npz of `--save`.
+"""Data out of tracegpt: the JSON documents the commands print, and the .npz files of --save.
 
-The JSON holds summaries (shape, mean, std, min, max, the focus position's L2 norm) and
-small previews; full tensors go to the .npz, keyed by the same stage names.
+The trace JSON holds summaries (shape, mean, std, min, max, the focus position's L2 norm) and
+small previews; full tensors go to the .npz, keyed by the same stage names. Every other
+document is the analysis's own dataclasses, field by field, so a view and its JSON agree.
 """
 
 from __future__ import annotations
@@ -12,30 +13,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import TraceGPTError, UsageError
 from . import stages
-from .tracer import Trace
+from .analysis.forward import next_tokens
+from .analysis.numbers import norm, std
+from .errors import TraceGPTError
+from .tracer import Trace, check_position
 
 SCHEMA_VERSION = 1
 PREVIEW = 8  # numbers of the focus vector shown per stage
 
 
-def check_position(trace: Trace, position: int | None) -> int:
-    """The focus position, counted from 0; negative counts from the end (-1 = last, the default)."""
-    n = trace.n_tokens
-    position = -1 if position is None else position
-    if not -n <= position < n:
-        raise UsageError(f"--position {position} is out of range; the prompt has positions 0..{n - 1} (or -{n}..-1)")
-    return position % n
-
-
-def layer_of(name: str) -> int | None:
-    return int(name.split(".")[1]) if name.startswith("blocks.") else None
-
-
 def focus_slice(trace: Trace, name: str, focus: int) -> torch.Tensor:
-    t = trace[name]
-    return t.select(stages.position_axis(name), focus)
+    return trace[name].select(stages.position_axis(name), focus)
 
 
 def _num(x: float) -> float | None:
@@ -45,61 +34,70 @@ def _num(x: float) -> float | None:
 
 def stage_summary(trace: Trace, name: str, focus: int) -> dict:
     t = trace[name]
-    entry = {"name": name, "layer": layer_of(name), "shape": list(t.shape)}
+    entry = {"name": name, "layer": stages.layer_of(name), "shape": list(t.shape)}
     if not t.is_floating_point():
         entry.update(mean=None, std=None, min=None, max=None, focus_norm=None)
         entry["preview"] = focus_slice(trace, name, focus).tolist() if t.dim() > 1 else t.tolist()
         return entry
     f = t.float()
     sl = focus_slice(trace, name, focus).float()
-    entry.update(mean=_num(f.mean()), std=_num(f.std()) if f.numel() > 1 else 0.0, min=_num(f.min()),
-                 max=_num(f.max()), focus_norm=_num(sl.norm()))
-    if name.endswith("attn.weights"):
+    entry.update(mean=_num(f.mean()), std=_num(std(f)), min=_num(f.min()), max=_num(f.max()),
+                 focus_norm=_num(norm(sl)))
+    if stages.kind(name) == "attn.weights":
         entry["preview"] = [[_num(w) for w in row] for row in sl]  # each head's row for the focus
     else:
         entry["preview"] = [_num(v) for v in sl.flatten()[:PREVIEW]]
     return entry
 
 
-def top_tokens(trace: Trace, focus: int, k: int, encoding_text) -> list[dict]:
-    logits = focus_slice(trace, "logits", focus).float()
-    probs = torch.softmax(logits, dim=-1)
-    top = torch.topk(probs, min(k, probs.numel()))
-    return [{"id": int(i), "text": encoding_text(int(i)), "logit": _num(logits[i]), "prob": _num(p)}
-            for p, i in zip(top.values, top.indices)]
+def guess_dicts(guesses) -> list[dict]:
+    return [{"id": g.id, "text": g.text, "logit": _num(g.logit), "prob": _num(g.prob)} for g in guesses]
 
 
 def trace_to_dict(trace: Trace, token_text, focus: int | None = None, top_k: int = 10) -> dict:
     """The JSON document: model, tokens, every recorded stage summarised, the next-token top-k."""
-    focus = check_position(trace, focus)
+    focus = check_position(trace.n_tokens, focus)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "model": trace.model,
         "prompt": trace.prompt,
         "focus_position": focus,
-        "tokens": trace.token_rows(),
+        "tokens": token_rows(trace.token_ids, trace.token_texts),
         "stages": [stage_summary(trace, n, focus) for n in trace.names()],
     }
     if "logits" in trace:
-        doc["next_token"] = {"position": focus, "top": top_tokens(trace, focus, top_k, token_text)}
+        doc["next_token"] = {"position": focus, "top": guess_dicts(next_tokens(trace, focus, top_k, token_text))}
     return doc
 
 
-def save_npz(trace: Trace, path: str | Path) -> Path:
-    """Every recorded stage as a numpy array under its stage name (float32 for half types)."""
+def npz_array(t: torch.Tensor) -> np.ndarray:
+    """A stage as numpy keeps it: half types as float32, which numpy reads everywhere."""
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Arrays to an .npz file, by name."""
     path = Path(path)
-    arrays = {}
-    for name in trace.names():
-        t = trace[name]
-        if t.dtype in (torch.bfloat16, torch.float16):
-            t = t.float()
-        arrays[name] = t.numpy()
     try:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
     except OSError as e:
         raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def save_npz(trace: Trace, path: str | Path) -> Path:
+    """Every recorded stage as a numpy array under its stage name (float32 for half types)."""
+    return write_npz(path, {name: npz_array(trace[name]) for name in trace.names()})
+
+
+def step_arrays(step) -> dict[str, np.ndarray]:
+    """A generation step's recorded stages (its new positions), under step{N}/{stage name}."""
+    return {f"step{step.number}/{name}": npz_array(t) for name, t in step.stages.items()}
+
+
+def generation_arrays(ids: list[int], n_prompt: int) -> dict[str, np.ndarray]:
+    return {"token_ids": np.array(ids, dtype=np.int64), "n_prompt_tokens": np.array(n_prompt, dtype=np.int64)}
 
 
 # --- generate: one JSON object per step, then one when it is done ---
@@ -133,5 +131,113 @@ def step_event(step, with_pipeline: bool = False) -> dict:
     return event
 
 
-def done_event(done: dict) -> dict:
+def done_event(gen, prompt: str) -> dict:
+    """The last line of `generate --json`: the text, why it stopped, what it cost."""
+    s = gen.summary()
+    done = {"event": "done", "prompt": prompt, "text": gen.text(), "n_prompt_tokens": s.n_prompt_tokens,
+            "stop_reason": s.stop_reason, "seed": None if gen.settings.is_greedy else gen.seed,
+            "token_ids": gen.new_ids, "n_new_tokens": s.n_new_tokens, "seconds": s.seconds,
+            "tokens_per_s": s.tokens_per_s, "first_step_seconds": s.first_step_seconds, "use_cache": s.use_cache,
+            "positions_with_cache": s.positions_with_cache, "positions_without_cache": s.positions_without_cache,
+            "cache_bytes": s.cache_bytes}
     return {k: _num(v) if isinstance(v, float) else v for k, v in done.items()}
+
+
+# --- attn: one document for one head or several ---
+
+ATTN_SCHEMA_VERSION = 1
+
+
+def _exact(x: float | None) -> float | None:
+    """Nine significant digits: enough to read back the exact float32 the model produced."""
+    if x is None:
+        return None
+    x = float(x)
+    return float(f"{x:.9g}") if math.isfinite(x) else None
+
+
+def _matrix(rows) -> list[list[float | None]]:
+    return [[_exact(v) for v in row] for row in rows]
+
+
+def worked_dict(w) -> dict:
+    return {
+        "layer": w.layer, "head": w.head, "query": w.query, "key": w.key, "d_head": w.d_head, "dims": w.dims,
+        "q": [_exact(x) for x in w.q], "k": [_exact(x) for x in w.k], "products": [_exact(x) for x in w.products],
+        "dot_shown": _exact(w.dot_shown), "dot": _exact(w.dot), "scale": w.scale, "score": _exact(w.score),
+        "recorded_score": _exact(w.recorded_score), "row_max": _exact(w.row_max),
+        "row": [{"key": r.key, "score": _exact(r.score), "exp": _exact(r.exp), "weight": _exact(r.weight)}
+                for r in w.row],
+        "masked_keys": w.masked_keys, "sum_exp": _exact(w.sum_exp), "exp": _exact(w.exp), "weight": _exact(w.weight),
+        "recorded_weight": _exact(w.recorded_weight), "v": [_exact(x) for x in w.v],
+        "weighted_v": [_exact(x) for x in w.weighted_v], "mix": [_exact(x) for x in w.mix],
+        "scale_text": w.scale_text,
+    }
+
+
+def head_dict(h) -> dict:
+    p = h.pattern
+    entry = {
+        "head": h.head, "scale": h.scale, "scale_text": h.scale_text, "weights": _matrix(h.weights),
+        "scores": _matrix(h.scores),
+        "focus": {"position": h.focus.position,
+                  "top": [{"position": t.position, "weight": _exact(t.weight)} for t in h.focus.top],
+                  "entropy_bits": _exact(h.focus.entropy_bits), "max_entropy_bits": _exact(h.focus.max_entropy_bits)},
+        "pattern": {"name": p.name, "share": _exact(p.share), "shares": {k: _exact(v) for k, v in p.shares.items()},
+                    "entropy_ratio": _exact(p.entropy_ratio)},
+    }
+    if h.worked is not None:
+        entry["worked"] = worked_dict(h.worked)
+    return entry
+
+
+def attention_to_dict(report) -> dict:
+    """The JSON of `tracegpt attn --json`: one head's fields at the top level, several under `layers`."""
+    doc = {
+        "schema_version": ATTN_SCHEMA_VERSION, "model": report.model, "prompt": report.prompt,
+        "focus_position": report.focus_position, "tokens": token_rows(report.token_ids, report.tokens),
+        "mask": report.mask, "all_heads": report.all_heads,
+    }
+    if report.single is not None:
+        doc.update(layer=report.single.layer, **head_dict(report.single))
+    else:
+        doc["layers"] = [{"layer": layer.layer, "heads": [head_dict(h) for h in layer.heads]}
+                         for layer in report.layers]
+    return doc
+
+
+def token_rows(ids: list[int], texts: list[str]) -> list[dict]:
+    """The tokens as every JSON document lists them: [{position, id, text}]."""
+    return [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(ids, texts))]
+
+
+# --- lens ---
+
+
+def lens_to_dict(lens) -> dict:
+    """The JSON of `tracegpt lens --json`: one row per residual stage, one cell per position."""
+    return {
+        "model": lens.model,
+        "prompt": lens.prompt,
+        "tokens": token_rows(lens.token_ids, lens.tokens),
+        "focus_position": lens.focus,
+        "rows": [{"stage": stage, "layer": lens.layer(i),
+                  "top": [{"id": c.id, "text": c.text, "prob": round(c.prob, 6)} for c in lens.top[i]]}
+                 for i, stage in enumerate(lens.stages)],
+        "final": {"id": lens.final_id, "text": lens.final_text,
+                  "by_row": [{"stage": s, "rank": r, "prob": round(p, 6)}
+                             for s, r, p in zip(lens.stages, lens.final_ranks, lens.final_probs)]},
+    }
+
+
+# --- explain ---
+
+EXPLAIN_SCHEMA_VERSION = 1
+
+
+def narration_to_dict(n) -> dict:
+    """The JSON of `tracegpt explain --json`: the same walk as the view, as data."""
+    return {"schema_version": EXPLAIN_SCHEMA_VERSION, "model": n.model, "prompt": n.prompt, "lang": n.lang,
+            "title": n.title, "intro": n.intro, "tokens": token_rows(n.token_ids, n.tokens),
+            "steps": [{"id": s.id, "title": s.title, "text": s.text, "numbers": s.numbers, "sources": s.sources}
+                      for s in n.steps]}

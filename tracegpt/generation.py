@@ -18,9 +18,9 @@ from time import perf_counter
 
 import torch
 
-from .errors import UsageError
-from .loader import LoadedModel
 from . import stages
+from .errors import ParameterError, UsageError
+from .loader import LoadedModel
 from .model import KVCache
 from .sampling import Sampled, SamplingSettings, sample
 from .tracer import Tracer
@@ -50,6 +50,36 @@ class AttentionPeek:
     position: int
     text: str
     weight: float
+
+
+@dataclass
+class RunInfo:
+    """What a run is about to do, for the header of the view."""
+
+    model: dict
+    prompt: str
+    n_prompt_tokens: int
+    settings: SamplingSettings
+    seed: int
+    use_cache: bool
+    max_new_tokens: int
+    attention: AttentionSpec | None
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did and cost."""
+
+    n_new_tokens: int
+    n_prompt_tokens: int
+    stop_reason: str | None
+    seconds: float
+    tokens_per_s: float
+    first_step_seconds: float  # the prompt's step
+    use_cache: bool
+    positions_with_cache: int  # positions a cached run computes (this run's count, with or without a cache)
+    positions_without_cache: int  # positions a run without a cache computes
+    cache_bytes: int  # what the KV cache holds (or would hold, without one)
 
 
 @dataclass
@@ -113,15 +143,15 @@ class PreallocatedKVCache(KVCache):
 
 def check_max_new_tokens(n: int) -> None:
     if n < 1:
-        raise UsageError(f"--max-new-tokens {n} is out of range; it must be at least 1")
+        raise ParameterError("max_new_tokens", f"{n} is out of range; it must be at least 1")
 
 
 def check_attention(spec: AttentionSpec, lm: LoadedModel) -> None:
     c = lm.config
     if not 0 <= spec.layer < c.n_layer:
-        raise UsageError(f"--layer {spec.layer} does not exist; {lm.name} has layers 0..{c.n_layer - 1}")
+        raise ParameterError("layer", f"{spec.layer} does not exist; {lm.name} has layers 0..{c.n_layer - 1}")
     if spec.head is not None and not 0 <= spec.head < c.n_head:
-        raise UsageError(f"--head {spec.head} does not exist; {lm.name} has heads 0..{c.n_head - 1}")
+        raise ParameterError("head", f"{spec.head} does not exist; {lm.name} has heads 0..{c.n_head - 1}")
 
 
 @contextmanager
@@ -280,22 +310,22 @@ class Generation:
             return "context" if self.capped else "max_new_tokens"
         return None
 
-    # --- what the run cost ---
+    # --- what the run is and cost ---
 
-    def summary(self) -> dict:
+    def info(self, prompt: str) -> RunInfo:
+        return RunInfo(model=self.lm.describe(), prompt=prompt, n_prompt_tokens=len(self.prompt_ids),
+                       settings=self.settings, seed=self.seed, use_cache=self.use_cache,
+                       max_new_tokens=self.max_new_tokens, attention=self.attention)
+
+    def summary(self) -> RunSummary:
         n, p = self.steps_done, len(self.prompt_ids)
         c = self.lm.config
         cached_positions = p + n - 1 if n else 0  # the last token drawn is never fed back
         itemsize = self.lm.model.wte.weight.element_size()
-        return {
-            "n_new_tokens": n,
-            "seconds": self.seconds,
-            "tokens_per_s": n / self.seconds if self.seconds else 0.0,
-            "first_step_seconds": self.first_step_seconds,
-            "use_cache": self.use_cache,
-            "positions_with_cache": cached_positions,
-            "positions_without_cache": n * p + n * (n - 1) // 2,
-            "cache_positions": cached_positions,
-            "cache_bytes": self.cache.nbytes() if self.cache is not None
-            else 2 * c.n_layer * cached_positions * c.d_model * itemsize,
-        }
+        return RunSummary(
+            n_new_tokens=n, n_prompt_tokens=p, stop_reason=self.stop_reason, seconds=self.seconds,
+            tokens_per_s=n / self.seconds if self.seconds else 0.0, first_step_seconds=self.first_step_seconds,
+            use_cache=self.use_cache, positions_with_cache=cached_positions,
+            positions_without_cache=n * p + n * (n - 1) // 2,
+            cache_bytes=self.cache.nbytes() if self.cache is not None
+            else 2 * c.n_layer * cached_positions * c.d_model * itemsize)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .taps import BlockTaps, Tap, plan
 
+
 @dataclass
 class GPTConfig:
     n_layer: int = 4  # transformer blocks

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import UsageError
+from .errors import ParameterError
 
 # Logits arrive in float32, whose rounding moves a probability by ~1e-7: a set whose mass
 # reaches p within this much counts as reaching it (so p = 0.8 over 0.5, 0.3, 0.2 keeps two).
@@ -41,11 +41,11 @@ class SamplingSettings:
         """A usage error naming the first value out of range, and the range."""
         t, p, k = self.temperature, self.top_p, self.top_k
         if not math.isfinite(t) or t < 0:
-            raise UsageError(f"--temperature {t:g} is out of range; it must be a number ≥ 0 (0 means greedy)")
+            raise ParameterError("temperature", f"{t:g} is out of range; it must be a number ≥ 0 (0 means greedy)")
         if not (math.isfinite(p) and 0 < p <= 1):
-            raise UsageError(f"--top-p {p:g} is out of range; it must be in (0, 1]")
+            raise ParameterError("top_p", f"{p:g} is out of range; it must be in (0, 1]")
         if k is not None and k < 1:
-            raise UsageError(f"--top-k {k} is out of range; it must be at least 1")
+            raise ParameterError("top_k", f"{k} is out of range; it must be at least 1")
 
 
 @dataclass
@@ -62,10 +62,6 @@ class Candidate:
     prob: float  # in the renormalised distribution the draw used; 0 when cut
     cum_start: float  # where its slice of [0, 1) starts in that distribution
     text: str = ""  # filled in by whoever knows the tokenizer
-
-    @property
-    def kept(self) -> bool:
-        return self.in_top_k and self.in_top_p
 
 
 @dataclass

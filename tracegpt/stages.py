@@ -116,6 +116,11 @@ def block_stage(layer: int, kind: str) -> str:
     return name(kind, layer)
 
 
+def every_block(kind: str) -> str:
+    """The pattern of a stage in every block, as the docs write it: blocks.*.attn.weights."""
+    return f"blocks.*.{kind}"
+
+
 _BLOCK_NAME = re.compile(r"blocks\.(\d+)\.(.+)")
 
 

@@ -143,6 +143,15 @@ def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
     return ids
 
 
+def check_position(n_tokens: int, position: int | None, parameter: str = "position") -> int:
+    """A token position counted from 0; negative counts from the end; None is the last."""
+    position = -1 if position is None else position
+    if not -n_tokens <= position < n_tokens:
+        raise ParameterError(parameter, f"{position} is out of range; the prompt has positions 0..{n_tokens - 1} "
+                                        f"(or -{n_tokens}..-1)")
+    return position % n_tokens
+
+
 def check_layers(layers: Iterable[int] | None, n_layer: int, model: str) -> None:
     bad = [i for i in layers or () if not 0 <= i < n_layer]
     if bad:

@@ -7,7 +7,8 @@ import torch
 from rich.cells import cell_len
 from rich.console import Console
 
-from tracegpt.commands.attn import build_doc, focus_summary, matrix, pattern
+from tracegpt import export
+from tracegpt.analysis.attention import AttentionReport, HeadReport, LayerReport, attention_report, focus_of, pattern
 from tracegpt.texts import say
 from tracegpt.tracer import run_trace
 from tracegpt.views.attn import MAX_SOFTMAX_ROWS, SHADES, Heatmap, overview, render, worked_view
@@ -31,7 +32,8 @@ def doc_for(lm):
     def make(prompt=PROMPT, layers=(1,), heads=(2,), focus=-1, cell=None):
         layers = None if layers is None else list(layers)
         trace = run_trace(lm, prompt, layers=layers, stages=["attn.*"])
-        return build_doc(trace, lm, layers, None if heads is None else list(heads), focus % trace.n_tokens, cell)
+        return attention_report(trace, lm, layers, None if heads is None else list(heads), focus % trace.n_tokens,
+                                cell)
 
     return make
 
@@ -49,8 +51,9 @@ def grid_rows(text: str, doc: dict) -> dict[int, list[str]]:
 
 
 def test_heatmap_rows_are_queries_with_each_cell_its_weight_and_the_future_masked(doc_for):
-    doc = doc_for()
-    rows = grid_rows(draw(render(doc), 200), doc)
+    report = doc_for()
+    doc = export.attention_to_dict(report)
+    rows = grid_rows(draw(render(report), 200), doc)
     n = len(doc["tokens"])
     assert sorted(rows) == list(range(n))
     for i, cells in rows.items():
@@ -59,8 +62,9 @@ def test_heatmap_rows_are_queries_with_each_cell_its_weight_and_the_future_maske
 
 
 def test_scores_view_masks_the_future_instead_of_showing_its_scores(doc_for):
-    doc = doc_for()
-    rows = grid_rows(draw(render(doc, scores=True), 200), doc)
+    report = doc_for()
+    doc = export.attention_to_dict(report)
+    rows = grid_rows(draw(render(report, scores=True), 200), doc)
     n = len(doc["tokens"])
     for i, cells in rows.items():
         assert cells == [f"{doc['scores'][i][j]:.2f}" for j in range(i + 1)] + ["·"] * (n - 1 - i), i
@@ -73,8 +77,9 @@ def test_scores_view_masks_the_future_instead_of_showing_its_scores(doc_for):
 ])
 def test_every_view_renders_with_its_labels(doc_for, width, options):
     scores = options.pop("scores", False)
-    doc = doc_for(**options)
-    text = draw(render(doc, scores=scores), width)
+    report = doc_for(**options)
+    doc = export.attention_to_dict(report)
+    text = draw(render(report, scores=scores), width)
     assert "'To␣be,␣or␣not␣to␣be,␣that" in text.replace("\n", "")
     if doc["all_heads"]:
         last = len(doc["tokens"]) - 1
@@ -89,9 +94,10 @@ def test_every_view_renders_with_its_labels(doc_for, width, options):
 
 
 def test_a_long_prompt_is_windowed_at_80_columns_and_says_so(doc_for):
-    doc = doc_for(LONG)
+    report = doc_for(LONG)
+    doc = export.attention_to_dict(report)
     n = len(doc["tokens"])
-    narrow, wide = draw(render(doc), 80), draw(render(doc), 200)
+    narrow, wide = draw(render(report), 80), draw(render(report), 200)
     note = say("attn", "window", rows="", keys="", last=n - 1).split(";")[1]  # the advice after the numbers
     assert note.strip()[:20] in narrow.replace("\n", " ")
     narrow_rows, wide_rows = grid_rows(narrow, doc), grid_rows(wide, doc)
@@ -102,15 +108,17 @@ def test_a_long_prompt_is_windowed_at_80_columns_and_says_so(doc_for):
 
 
 def test_the_window_moves_to_the_worked_cell(doc_for):
-    doc = doc_for(LONG, cell=(20, 3))
-    text = draw(render(doc), 80)
+    report = doc_for(LONG, cell=(20, 3))
+    doc = export.attention_to_dict(report)
+    text = draw(render(report), 80)
     rows = grid_rows(text, doc)
     assert max(rows) == 20
     assert rows[20][0] == f"{doc['weights'][20][3]:.2f}"  # the worked key is the pinned column
 
 
 def test_narrow_terminals_get_one_shaded_character_per_cell(doc_for):
-    doc = doc_for()
+    report = doc_for()
+    doc = export.attention_to_dict(report)
     heatmap = Heatmap([t["text"] for t in doc["tokens"]], doc["weights"], doc["weights"], doc["mask"],
                       doc["focus_position"])
     rows = grid_rows(draw(heatmap, 40), doc)
@@ -121,16 +129,18 @@ def test_narrow_terminals_get_one_shaded_character_per_cell(doc_for):
 
 def test_worked_view_fits_80_columns(doc_for, lm):
     last = len(lm.encode(PROMPT)) - 1
-    doc = doc_for(cell=(last, 0))
-    text = draw(worked_view(doc, doc["worked"]), 80)
+    report = doc_for(cell=(last, 0))
+    doc = export.attention_to_dict(report)
+    text = draw(worked_view(report, report.single.worked), 80)
     w = doc["worked"]
     assert f"{w['dot']:.4f}" in text and f"{w['weight']:.6f}" in text and f"score[{last}, 0]" in text
 
 
 def test_a_long_softmax_row_lists_the_worked_key_and_the_heaviest_and_sums_the_rest(doc_for, lm):
-    doc = doc_for(LONG, cell=(len(lm.encode(LONG)) - 3, 3))
+    report = doc_for(LONG, cell=(len(lm.encode(LONG)) - 3, 3))
+    doc = export.attention_to_dict(report)
     w = doc["worked"]
-    text = draw(worked_view(doc, w), 80)
+    text = draw(worked_view(report, report.single.worked), 80)
     heaviest = max(w["row"], key=lambda r: r["weight"])
     assert f"{heaviest['exp']:.4f}" in text and f"{w['row'][3]['exp']:.4f}" in text
     n_hidden = len(w["row"]) - MAX_SOFTMAX_ROWS
@@ -138,15 +148,16 @@ def test_a_long_softmax_row_lists_the_worked_key_and_the_heaviest_and_sums_the_r
     assert f"{w['sum_exp']:.4f}" in text
 
 
-def synthetic_doc(head_weights: list[torch.Tensor]) -> dict:
+def synthetic_report(head_weights: list[torch.Tensor]) -> AttentionReport:
     n = head_weights[0].shape[0]
     mask = torch.tril(torch.ones(n, n, dtype=torch.bool))
-    heads = [{"head": h, "scale": 0.125, "scale_text": "1/√64", "weights": matrix(w), "scores": matrix(w, mask),
-              "focus": focus_summary(w, n - 1), "pattern": pattern(w)} for h, w in enumerate(head_weights)]
+    heads = [HeadReport(layer=0, head=h, scale=0.125, scale_text="1/√64", weights=w.tolist(),
+                        scores=[[v if k else None for v, k in zip(r, kr)] for r, kr in zip(w.tolist(), mask.tolist())],
+                        focus=focus_of(w, n - 1), pattern=pattern(w)) for h, w in enumerate(head_weights)]
     texts = ["A", " b", " c", " d", " e", " f"][:n]
-    return {"model": {"name": "toy"}, "prompt": "".join(texts), "focus_position": n - 1,
-            "tokens": [{"position": i, "id": i, "text": t} for i, t in enumerate(texts)],
-            "mask": mask.tolist(), "all_heads": True, "layers": [{"layer": 0, "heads": heads}]}
+    return AttentionReport(model={"name": "toy"}, prompt="".join(texts), focus_position=n - 1, tokens=texts,
+                           token_ids=list(range(n)), mask=mask.tolist(), all_heads=True,
+                           layers=[LayerReport(0, heads)])
 
 
 def one_hot(n: int, pick) -> torch.Tensor:
@@ -157,8 +168,9 @@ def one_hot(n: int, pick) -> torch.Tensor:
 
 
 def test_overview_names_each_heads_pattern():
-    doc = synthetic_doc([one_hot(6, lambda i: max(i - 1, 0)), one_hot(6, lambda i: 0), one_hot(6, lambda i: i)])
-    text = draw(overview(doc, doc["layers"][0]), 80)
+    report = synthetic_report([one_hot(6, lambda i: max(i - 1, 0)), one_hot(6, lambda i: 0),
+                               one_hot(6, lambda i: i)])
+    text = draw(overview(report, report.layers[0]), 80)
     lines = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0].isdigit()}
     assert say("attn", "pattern_previous") in lines["0"] and "'␣e'@4" in lines["0"]
     assert say("attn", "pattern_first") in lines["1"] and "'A'@0" in lines["1"]

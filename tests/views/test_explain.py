@@ -6,7 +6,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from tracegpt.explain import build, walk_to_dict
+from tracegpt.analysis.walk import build, narrate
 from tracegpt.tracer import run_trace
 from tracegpt.views import explain as explain_view
 
@@ -36,9 +36,9 @@ def test_closing_punctuation_stays_on_its_line():
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_render_fits(lm, lang):
-    doc = walk_to_dict(build(run_trace(lm, "My lord, I love thee"), lm.token_text), lang)
+    narration = narrate(build(run_trace(lm, "My lord, I love thee"), lm.token_text), lang)
     console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
-    console.print(explain_view.render(doc, 80))
+    console.print(explain_view.render(narration, 80))
     text = console.export_text()
     assert max(cell_len(line) for line in text.splitlines()) <= 80
-    assert "#1" in text and doc["steps"][-1]["title"] in text
+    assert "#1" in text and narration.steps[-1].title in text

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tracegpt.generation import STOP_REASONS, AttentionPeek, AttentionSpec, Step
+from tracegpt.generation import STOP_REASONS, AttentionPeek, AttentionSpec, RunInfo, RunSummary, Step
 from tracegpt.sampling import SamplingSettings, sample
 from tracegpt.texts import load
 from tracegpt.views import generate as view
@@ -32,8 +32,8 @@ def render(renderable, width):
 
 
 def run_info(settings):
-    return {"model": MODEL, "prompt": "ROMEO:\nI", "n_prompt_tokens": 5, "settings": settings, "seed": 7,
-            "use_cache": True, "max_new_tokens": 8, "attention": AttentionSpec(layer=3)}
+    return RunInfo(model=MODEL, prompt="ROMEO:\nI", n_prompt_tokens=5, settings=settings, seed=7, use_cache=True,
+                   max_new_tokens=8, attention=AttentionSpec(layer=3))
 
 
 SAMPLED = SamplingSettings(temperature=0.8, top_k=5, top_p=0.9)
@@ -190,9 +190,9 @@ def test_end_of_text_is_shown_apart():
 
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_summary_numbers(use_cache):
-    done = {"n_new_tokens": 10, "stop_reason": "max_new_tokens", "seconds": 0.5, "tokens_per_s": 20.0,
-            "first_step_seconds": 0.01, "n_prompt_tokens": 5, "use_cache": use_cache, "positions_with_cache": 14,
-            "positions_without_cache": 95, "cache_positions": 14, "cache_bytes": 114688}
+    done = RunSummary(n_new_tokens=10, stop_reason="max_new_tokens", seconds=0.5, tokens_per_s=20.0,
+                      first_step_seconds=0.01, n_prompt_tokens=5, use_cache=use_cache, positions_with_cache=14,
+                      positions_without_cache=95, cache_bytes=114688)
     out = render(view.summary(done, MODEL), 160)
     assert "10 new tokens" in out and "20.0 tokens/s" in out and "10.0 ms" in out
     assert "14" in out and "95" in out and "6.8×" in out and "114,688 bytes" in out
@@ -202,9 +202,9 @@ def test_every_stop_reason_has_a_sentence():
     texts = load()["generate"]
     for reason in STOP_REASONS:
         assert f"stop_{reason}" in texts
-        done = {"n_new_tokens": 3, "stop_reason": reason, "seconds": 0.1, "tokens_per_s": 30.0,
-                "first_step_seconds": 0.01, "n_prompt_tokens": 5, "use_cache": True, "positions_with_cache": 7,
-                "positions_without_cache": 18, "cache_positions": 7, "cache_bytes": 100}
+        done = RunSummary(n_new_tokens=3, stop_reason=reason, seconds=0.1, tokens_per_s=30.0,
+                          first_step_seconds=0.01, n_prompt_tokens=5, use_cache=True, positions_with_cache=7,
+                          positions_without_cache=18, cache_bytes=100)
         assert "Stopped" in render(view.summary(done, MODEL, ("END",)), 120)
 
 

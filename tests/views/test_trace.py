@@ -3,18 +3,17 @@ import io
 import pytest
 from rich.console import Console
 
-from tracegpt import export
 from tracegpt import stages
-from tracegpt.tracer import run_trace
+from tracegpt.analysis.forward import forward_summary
+from tracegpt.tracer import check_position, run_trace
 from tracegpt.views import trace as trace_view
 
 
 def render(lm, prompt, width, layers=None, focus=-1):
     trace = run_trace(lm, prompt, layers=layers)
-    focus = export.check_position(trace, focus)
-    top = export.top_tokens(trace, focus, 5, lm.token_text)
+    summary = forward_summary(trace, check_position(trace.n_tokens, focus), 5, lm.token_text, layers=layers)
     console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
-    console.print(trace_view.render(trace, focus, top, layers=layers))
+    console.print(trace_view.render(summary))
     return console.export_text()
 
 

@@ -49,31 +49,32 @@ def check_writable(path: str | Path, option: str) -> Path:
     return path
 
 
-def parse_layers(spec: str | None, n_layer: int) -> list[int] | None:
-    """'all', '3', '0,2', '1-3' -> sorted block indices, each checked against the model."""
-    if spec is None or spec.strip().lower() == "all":
+def parse_indices(spec: str | None, option: str, noun: str, count: int, model: str,
+                  default: int | None = None) -> list[int] | None:
+    """'all', '2', '0,2' or '1-3' -> sorted indices in 0..count-1; None means all (`default` when spec is None).
+
+    Both ends of a range are checked before it is expanded, so '0-99999999999999' is refused at once.
+    """
+    if spec is None:
+        return None if default is None else [default]
+    spec = spec.strip()
+    if spec.lower() == "all":
         return None
-    layers = set()
+    valid = f"{model} has {noun} 0..{count - 1} (counting from 0)"
+    chosen = set()
     for part in spec.split(","):
         lo, dash, hi = part.strip().partition("-")
-        if dash and lo:  # a range such as 1-3; a leading '-' is a (negative, invalid) number
-            first, last = _layer_number(lo, spec, n_layer), _layer_number(hi, spec, n_layer)
-            layers.update(range(first, last + 1))
-        else:
-            layers.add(_layer_number(part, spec, n_layer))
-    if not layers:
-        raise UsageError(f"--layers {spec!r} selects no layer; valid layers are 0..{n_layer - 1}")
-    return sorted(layers)
-
-
-def _layer_number(text: str, spec: str, n_layer: int) -> int:
-    try:
-        layer = int(text)
-    except ValueError:
-        raise UsageError(f"--layers {spec!r} is not a list of layers; use e.g. 0,2 or 1-3 or all") from None
-    if not 0 <= layer < n_layer:
-        raise UsageError(f"--layers {spec!r}: layer {layer} does not exist; valid layers are 0..{n_layer - 1}")
-    return layer
+        try:
+            ends = (int(lo), int(hi)) if dash and lo else (int(part),)  # a leading '-' is a negative number
+        except ValueError:
+            raise UsageError(f"{option} {spec!r} is not a number; use e.g. 2, 0,2, 1-3 or all ({valid})") from None
+        bad = next((i for i in ends if not 0 <= i < count), None)
+        if bad is not None:
+            raise UsageError(f"{option} {bad} is out of range; {valid}")
+        chosen.update(range(ends[0], ends[-1] + 1))
+    if not chosen:
+        raise UsageError(f"{option} {spec!r} selects nothing; {valid}")
+    return sorted(chosen)
 
 
 def emit_json(doc: dict) -> None:

@@ -12,16 +12,16 @@ def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_j
     load(lang)  # an unknown language is a usage error before the model loads
     prompt = read_prompt(prompt, model)  # before torch is imported
 
-    from .. import loader
-    from ..explain import build, walk_to_dict
+    from .. import export, loader
+    from ..analysis.walk import build, narrate
     from ..tracer import run_trace
     from ..views import common
     from ..views import explain as explain_view
 
     lm = loader.load(model, device=device, dtype=dtype)
-    doc = walk_to_dict(build(run_trace(lm, prompt), lm.token_text), lang)
+    narration = narrate(build(run_trace(lm, prompt), lm.token_text), lang)
     if as_json:
-        emit_json(doc)
+        emit_json(export.narration_to_dict(narration))
         return
     console = common.make_console(width=width, color=color)
-    console.print(explain_view.render(doc, console.width))
+    console.print(explain_view.render(narration, console.width))

@@ -66,7 +66,7 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
     if save is not None:
         check_writable(save, "--save")
 
-    from .. import loader
+    from .. import export, loader
     from ..generation import AttentionSpec, Generation
     from ..tracer import encode_prompt
 
@@ -82,13 +82,13 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
                   asked=gen.asked), file=sys.stderr, flush=True)
 
     out = JsonOutput(opts) if as_json else ViewOutput(opts, width, color)
-    out.start(run_info(gen, prompt))
+    out.start(gen.info(prompt))
     saved: dict = {}
     steps = []
     interrupted = False
     try:
         for step in gen:
-            _collect(saved, step)
+            saved.update(export.step_arrays(step))
             # Keep only what the text and the summary need; the stages are in `saved` already.
             steps.append(dataclasses.replace(step, stages={}))
             out.step(step)
@@ -96,24 +96,10 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
         gen.stop_reason = "interrupted"
         interrupted = True
     if save is not None:
-        _save_npz(save, saved, gen)
-    out.done(done_info(gen, prompt), steps, lm)
+        export.write_npz(save, saved | export.generation_arrays(gen.ids, len(gen.prompt_ids)))
+    out.done(gen, prompt, steps)
     if interrupted:
         raise typer.Exit(130)
-
-
-def run_info(gen, prompt: str) -> dict:
-    return {"model": gen.lm.describe(), "prompt": prompt, "n_prompt_tokens": len(gen.prompt_ids),
-            "settings": gen.settings, "seed": gen.seed, "use_cache": gen.use_cache,
-            "max_new_tokens": gen.max_new_tokens, "attention": gen.attention}
-
-
-def done_info(gen, prompt: str) -> dict:
-    info = {"event": "done", "prompt": prompt, "text": gen.text(), "n_prompt_tokens": len(gen.prompt_ids),
-            "stop_reason": gen.stop_reason, "seed": None if gen.settings.is_greedy else gen.seed,
-            "token_ids": gen.new_ids}
-    info.update(gen.summary())
-    return info
 
 
 # --- JSON ---
@@ -123,7 +109,7 @@ class JsonOutput:
     def __init__(self, opts: Options):
         self.opts = opts
 
-    def start(self, run: dict) -> None:
+    def start(self, run) -> None:
         pass
 
     def step(self, step) -> None:
@@ -131,10 +117,10 @@ class JsonOutput:
 
         emit_json(step_event(step, with_pipeline=step.number == self.opts.show_sampling))
 
-    def done(self, done: dict, steps, lm) -> None:
+    def done(self, gen, prompt: str, steps) -> None:
         from ..export import done_event
 
-        emit_json(done_event(done))
+        emit_json(done_event(gen, prompt))
 
 
 # --- the view ---
@@ -147,10 +133,10 @@ class ViewOutput:
         self.opts = opts
         self.console = common.make_console(width=width, color=color)
 
-    def start(self, run: dict) -> None:
+    def start(self, run) -> None:
         from ..views import generate as view
 
-        self.settings = run["settings"]
+        self.settings = run.settings
         self.console.print(view.header(run))
         self.console.print(view.step_header(self.console.width))
 
@@ -159,7 +145,7 @@ class ViewOutput:
 
         self.console.print(view.step_row(step, self.console.width))
 
-    def done(self, done: dict, steps, lm) -> None:
+    def done(self, gen, prompt: str, steps) -> None:
         from ..views import generate as view
 
         self.console.print()
@@ -169,32 +155,5 @@ class ViewOutput:
                 self.console.print(view.pipeline(steps[wanted - 1], self.settings))
             else:
                 self.console.print(view.pipeline_missing(wanted, len(steps)))
-        self.console.print(view.tinted_text(done["prompt"], steps, end_of_text=lm.encoding.eot_token))
-        self.console.print(view.summary(done, lm.describe(), self.opts.stop))
-
-
-# --- --save ---
-
-
-def _collect(saved: dict, step) -> None:
-    import torch
-
-    for name, tensor in step.stages.items():
-        if tensor.dtype in (torch.bfloat16, torch.float16):
-            tensor = tensor.float()
-        saved[f"step{step.number}/{name}"] = tensor.numpy()
-
-
-def _save_npz(path, saved: dict, gen) -> None:
-    import numpy as np
-
-    from ..errors import TraceGPTError
-
-    arrays = dict(saved)
-    arrays["token_ids"] = np.array(gen.ids, dtype=np.int64)
-    arrays["n_prompt_tokens"] = np.array(len(gen.prompt_ids), dtype=np.int64)
-    try:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-    except OSError as e:
-        raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
+        self.console.print(view.tinted_text(prompt, steps, end_of_text=gen.lm.encoding.eot_token))
+        self.console.print(view.summary(gen.summary(), gen.lm.describe(), self.opts.stop))

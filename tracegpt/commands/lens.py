@@ -13,18 +13,17 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
     prompt = read_prompt(prompt, model)  # before torch is imported
 
     from .. import export, loader
-    from ..lens import lens_to_dict, logit_lens
-    from ..tracer import run_trace
+    from ..analysis.lens import logit_lens
+    from ..tracer import check_position, run_trace
     from ..views import common
     from ..views import lens as lens_view
 
     lm = loader.load(model, device=device, dtype=dtype)
     trace = run_trace(lm, prompt, stages=["embed.sum", "resid_out"])
-    focus = export.check_position(trace, position)
-    doc = lens_to_dict(logit_lens(lm, trace, focus), trace, lm.token_text)
+    lens = logit_lens(lm, trace, check_position(trace.n_tokens, position))
     if as_json:
-        emit_json(doc)
+        emit_json(export.lens_to_dict(lens))
         return
     console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(lens_view.render(doc, console.width))
+    console.print(lens_view.render(lens, console.width))
     save_exports(console, svg, html, "tracegpt lens")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from .common import check_writable, emit_json, parse_layers, read_prompt
+from .common import check_writable, emit_json, parse_indices, read_prompt
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, layers: str | None,
@@ -17,23 +17,23 @@ def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, lay
     prompt = read_prompt(prompt, model)  # before torch is imported: a usage error should not wait for it
 
     from .. import costs, export, loader
-    from ..tracer import encode_prompt, run_trace
+    from ..analysis.forward import forward_summary
+    from ..tracer import check_position, encode_prompt, run_trace
     from ..views import common
     from ..views import trace as trace_view
 
     lm = loader.load(model, device=device, dtype=dtype)
-    shown = parse_layers(layers, lm.config.n_layer)
+    shown = parse_indices(layers, "--layers", "layers", lm.config.n_layer, lm.name)
     note = costs.check_trace_fits(lm.config, len(encode_prompt(lm, prompt)), lm.model.wte.weight.dtype, shown)
     if note:
         print(note, file=sys.stderr, flush=True)
     t = run_trace(lm, prompt, layers=shown)
-    focus = export.check_position(t, position)
+    focus = check_position(t.n_tokens, position)
     top_k = min(top_k, lm.config.vocab_size)
     if save is not None:
         export.save_npz(t, save)
     if as_json:
         emit_json(export.trace_to_dict(t, lm.token_text, focus=focus, top_k=top_k))
         return
-    top = export.top_tokens(t, focus, top_k, lm.token_text)
     console = common.make_console(width=width, color=color)
-    console.print(trace_view.render(t, focus, top, layers=shown))
+    console.print(trace_view.render(forward_summary(t, focus, top_k, lm.token_text, layers=shown)))

@@ -1,7 +1,7 @@
-"""`tracegpt attn`: the heatmap, the all-heads table and the worked example, drawn from the attn document.
+"""`tracegpt attn`: the heatmap, the all-heads table and the worked example, drawn from an attention report.
 
-Every function takes the document `tracegpt.commands.attn.build_doc` returns (the one --json
-prints) or a part of it, and returns a rich renderable; nothing here computes attention.
+Every function takes the `tracegpt.analysis.attention.AttentionReport` (the data --json prints)
+or a part of it, and returns a rich renderable; nothing here computes attention.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.attention import (
+    AttentionReport,
+    HeadReport,
+    KeyShare,
+    LayerReport,
+    Pattern,
+    SoftmaxTerm,
+    WorkedCell,
+)
 from ..texts import say
 from .common import bar, pct, quoted, visible, weight_style
 
@@ -45,8 +54,8 @@ def _explain(text: str) -> Text:
     return Text(text, style="italic grey70")
 
 
-def token_at(doc: dict, position: int) -> str:
-    return f"{quoted(doc['tokens'][position]['text'])}@{position}"
+def token_at(report: AttentionReport, position: int) -> str:
+    return f"{quoted(report.tokens[position])}@{position}"
 
 
 # --- colours ---------------------------------------------------------------------------------------
@@ -295,32 +304,31 @@ def spans(positions: list[int]) -> str:
 # --- one head --------------------------------------------------------------------------------------
 
 
-def head_view(doc: dict, layer: int, entry: dict, scores: bool = False) -> Group:
+def head_view(report: AttentionReport, head: HeadReport, scores: bool = False) -> Group:
     """The heatmap of one head (weights, or scores with `scores`), its explanation, and the worked cell."""
-    worked = entry.get("worked")
-    mark = (worked["query"], worked["key"]) if worked else None
-    labels = [t["text"] for t in doc["tokens"]]
-    values = entry["scores"] if scores else entry["weights"]
-    title = _t("scores_title" if scores else "weights_title", layer=layer, head=entry["head"],
-               scale=f"{entry['scale']:.6g}", scale_text=entry["scale_text"])
+    worked = head.worked
+    mark = (worked.query, worked.key) if worked else None
+    values = head.scores if scores else head.weights
+    title = _t("scores_title" if scores else "weights_title", layer=head.layer, head=head.head,
+               scale=f"{head.scale:.6g}", scale_text=head.scale_text)
     parts = [Text(title, style="bold"),
-             Heatmap(labels, values, entry["weights"], doc["mask"], doc["focus_position"], mark),
-             explain_head(doc, layer, entry, scores)]
+             Heatmap(report.tokens, values, head.weights, report.mask, report.focus_position, mark),
+             explain_head(report, head, scores)]
     if worked:
-        parts += [Text(), worked_view(doc, worked)]
+        parts += [Text(), worked_view(report, worked)]
     return Group(*parts)
 
 
-def explain_head(doc: dict, layer: int, entry: dict, scores: bool) -> Text:
-    p = entry["pattern"]
-    first = quoted(doc["tokens"][0]["text"])
-    sentence = _t(f"explain_{p['name']}", layer=layer, head=entry["head"], pct=pct(p["share"]), token=first,
-                  **{k: pct(v) for k, v in p["shares"].items()})
-    focus = entry["focus"]
-    best = focus["top"][0]
-    sentence += " " + _t("explain_focus", token=token_at(doc, focus["position"]),
-                         source=token_at(doc, best["position"]), pct=pct(best["weight"]),
-                         bits=focus["entropy_bits"], max_bits=focus["max_entropy_bits"])
+def explain_head(report: AttentionReport, head: HeadReport, scores: bool) -> Text:
+    p = head.pattern
+    first = quoted(report.tokens[0])
+    sentence = _t(f"explain_{p.name}", layer=head.layer, head=head.head, pct=pct(p.share), token=first,
+                  **{k: pct(v) for k, v in p.shares.items()})
+    focus = head.focus
+    best = focus.top[0]
+    sentence += " " + _t("explain_focus", token=token_at(report, focus.position),
+                         source=token_at(report, best.position), pct=pct(best.weight),
+                         bits=focus.entropy_bits, max_bits=focus.max_entropy_bits)
     if scores:
         sentence += " " + _t("explain_scores")
     return _explain(sentence)
@@ -329,56 +337,55 @@ def explain_head(doc: dict, layer: int, entry: dict, scores: bool) -> Text:
 # --- every head of a layer -------------------------------------------------------------------------
 
 
-def overview(doc: dict, layer_entry: dict) -> Group:
+def overview(report: AttentionReport, layer: LayerReport) -> Group:
     """One line per head: the focus token's top keys and entropy, and the head's pattern over all queries."""
-    focus = doc["focus_position"]
-    max_bits = layer_entry["heads"][0]["focus"]["max_entropy_bits"]
-    key_cells = top_key_cells(doc)  # the same for every layer, so stacked tables line up
+    focus = report.focus_position
+    max_bits = layer.heads[0].focus.max_entropy_bits
+    key_cells = top_key_cells(report)  # the same for every layer, so stacked tables line up
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1))
     table.add_column(_t("col_head"), justify="right", no_wrap=True)
     for rank in range(1, TOP_KEYS + 1):
         table.add_column(_t("col_top", rank=rank), no_wrap=True, min_width=key_cells)
     table.add_column(_t("col_entropy"), justify="right", no_wrap=True)
     table.add_column(_t("col_pattern"), no_wrap=True)
-    for entry in layer_entry["heads"]:
-        tops = [top_key(doc, t) for t in entry["focus"]["top"]]
+    for head in layer.heads:
+        tops = [top_key(report, t) for t in head.focus.top]
         tops += [Text("")] * (TOP_KEYS - len(tops))
-        table.add_row(str(entry["head"]), *tops, f"{entry['focus']['entropy_bits']:.2f}",
-                      pattern_label(entry["pattern"]))
-    title = Text(_t("overview_title", layer=layer_entry["layer"], token=token_at(doc, focus), max_bits=max_bits),
+        table.add_row(str(head.head), *tops, f"{head.focus.entropy_bits:.2f}", pattern_label(head.pattern))
+    title = Text(_t("overview_title", layer=layer.layer, token=token_at(report, focus), max_bits=max_bits),
                  style="bold")
-    return Group(title, table, _explain(summarise_layer(layer_entry)))
+    return Group(title, table, _explain(summarise_layer(layer)))
 
 
-def top_key(doc: dict, top: dict) -> Text:
-    label = quoted(cut_cells(visible(doc["tokens"][top["position"]]["text"]), OVERVIEW_TOKEN_CELLS))
+def top_key(report: AttentionReport, top: KeyShare) -> Text:
+    label = quoted(cut_cells(visible(report.tokens[top.position]), OVERVIEW_TOKEN_CELLS))
     text = Text(label, style="cyan")
-    text.append(f"@{top['position']} ", style="grey50")
-    text.append(pct(top["weight"]), style=weight_style(top["weight"]))
+    text.append(f"@{top.position} ", style="grey50")
+    text.append(pct(top.weight), style=weight_style(top.weight))
     return text
 
 
-def top_key_cells(doc: dict) -> int:
-    tops = [t for layer in doc.get("layers") or [] for entry in layer["heads"] for t in entry["focus"]["top"]]
-    return max((top_key(doc, t).cell_len for t in tops), default=0)
+def top_key_cells(report: AttentionReport) -> int:
+    tops = [t for layer in report.layers for head in layer.heads for t in head.focus.top]
+    return max((top_key(report, t).cell_len for t in tops), default=0)
 
 
-def pattern_label(p: dict) -> Text:
-    text = Text(_t(f"pattern_{p['name']}"), style=PATTERN_STYLES[p["name"]])
-    if p["name"] in ("previous", "first", "self"):
-        text.append(f" {pct(p['share'])}", style="grey70")
+def pattern_label(p: Pattern) -> Text:
+    text = Text(_t(f"pattern_{p.name}"), style=PATTERN_STYLES[p.name])
+    if p.name in ("previous", "first", "self"):
+        text.append(f" {pct(p.share)}", style="grey70")
     return text
 
 
-def summarise_layer(layer_entry: dict) -> str:
+def summarise_layer(layer: LayerReport) -> str:
     groups: dict[str, list[int]] = {}
-    for entry in layer_entry["heads"]:
-        groups.setdefault(entry["pattern"]["name"], []).append(entry["head"])
+    for head in layer.heads:
+        groups.setdefault(head.pattern.name, []).append(head.head)
     parts = []
     for name, heads in groups.items():
         who = _t("head_one" if len(heads) == 1 else "head_many", heads=", ".join(map(str, heads)))
         parts.append(f"{_t('pattern_' + name)} ({who})")
-    return _t("overview_explain", layer=layer_entry["layer"], groups="; ".join(parts))
+    return _t("overview_explain", layer=layer.layer, groups="; ".join(parts))
 
 
 # --- the worked example ----------------------------------------------------------------------------
@@ -394,48 +401,48 @@ def numbers_table(dims: list[int], rows: list[tuple[str, list[float], str]]) -> 
     return table
 
 
-def worked_view(doc: dict, w: dict) -> Group:
-    q_tok, k_tok = token_at(doc, w["query"]), token_at(doc, w["key"])
-    first, last = w["dims"][0], w["dims"][-1]
-    q_name, k_name, v_name = f"q{subscript(w['query'])}", f"k{subscript(w['key'])}", f"v{subscript(w['key'])}"
+def worked_view(report: AttentionReport, w: WorkedCell) -> Group:
+    q_tok, k_tok = token_at(report, w.query), token_at(report, w.key)
+    first, last = w.dims[0], w.dims[-1]
+    q_name, k_name, v_name = f"q{subscript(w.query)}", f"k{subscript(w.key)}", f"v{subscript(w.key)}"
     parts = [
-        Rule(_t("worked_title", q_token=q_tok, k_token=k_tok, layer=w["layer"], head=w["head"]), style="grey50",
+        Rule(_t("worked_title", q_token=q_tok, k_token=k_tok, layer=w.layer, head=w.head), style="grey50",
              align="left"),
-        _explain(_t("worked_vectors", q_token=q_tok, k_token=k_tok, d_head=w["d_head"], first=first, last=last)),
-        numbers_table(w["dims"], [(q_name, w["q"], ""), (k_name, w["k"], ""),
-                                  (f"{q_name}×{k_name}", w["products"], "yellow")]),
-        Text(_t("worked_dot", q=q_name, k=k_name, d_head=w["d_head"], dot=w["dot"], shown=w["dot_shown"],
-                first=first, last=last, rest=w["dot"] - w["dot_shown"], rest_n=w["d_head"] - len(w["dims"]))),
-        Text(_t("worked_scale", scale=f"{w['scale']:.6g}", scale_text=w["scale_text"], score=w["score"],
-                row=w["query"], col=w["key"], recorded=w["recorded_score"])),
-        _explain(_t("worked_softmax", row=w["query"], max=w["row_max"], masked=masked_note(w))),
-        softmax_table(doc, w),
-        Text(_t("worked_weight", exp=w["exp"], sum=w["sum_exp"], weight=w["weight"],
-                cell=f"{w['recorded_weight']:.2f}")),
-        _explain(_t("worked_value", v=v_name, k_token=k_tok, q_token=q_tok, head=w["head"], last=w["query"])),
-        numbers_table(w["dims"], [(v_name, w["v"], ""), (f"{w['recorded_weight']:.4f}·{v_name}", w["weighted_v"],
-                                                         "yellow"), (f"mix{subscript(w['query'])}", w["mix"], "")]),
+        _explain(_t("worked_vectors", q_token=q_tok, k_token=k_tok, d_head=w.d_head, first=first, last=last)),
+        numbers_table(w.dims, [(q_name, w.q, ""), (k_name, w.k, ""),
+                                  (f"{q_name}×{k_name}", w.products, "yellow")]),
+        Text(_t("worked_dot", q=q_name, k=k_name, d_head=w.d_head, dot=w.dot, shown=w.dot_shown,
+                first=first, last=last, rest=w.dot - w.dot_shown, rest_n=w.d_head - len(w.dims))),
+        Text(_t("worked_scale", scale=f"{w.scale:.6g}", scale_text=w.scale_text, score=w.score,
+                row=w.query, col=w.key, recorded=w.recorded_score)),
+        _explain(_t("worked_softmax", row=w.query, max=w.row_max, masked=masked_note(w))),
+        softmax_table(report, w),
+        Text(_t("worked_weight", exp=w.exp, sum=w.sum_exp, weight=w.weight,
+                cell=f"{w.recorded_weight:.2f}")),
+        _explain(_t("worked_value", v=v_name, k_token=k_tok, q_token=q_tok, head=w.head, last=w.query)),
+        numbers_table(w.dims, [(v_name, w.v, ""), (f"{w.recorded_weight:.4f}·{v_name}", w.weighted_v,
+                                                         "yellow"), (f"mix{subscript(w.query)}", w.mix, "")]),
     ]
     return Group(*parts)
 
 
-def masked_note(w: dict) -> str:
-    if not w["masked_keys"]:
+def masked_note(w: WorkedCell) -> str:
+    if not w.masked_keys:
         return _t("worked_no_masked")
-    return _t("worked_masked", keys=spans(w["masked_keys"]))
+    return _t("worked_masked", keys=spans(w.masked_keys))
 
 
-def softmax_rows(w: dict) -> tuple[list[dict], int]:
+def softmax_rows(w: WorkedCell) -> tuple[list[SoftmaxTerm], int]:
     """The keys to list: all of a short row; of a long one the worked key and the heaviest, in order."""
-    row = w["row"]
+    row = w.row
     if len(row) <= MAX_SOFTMAX_ROWS:
         return row, 0
-    heaviest = sorted(row, key=lambda r: -r["weight"])[: MAX_SOFTMAX_ROWS - 1]
-    keep = {r["key"] for r in heaviest} | {w["key"]}
-    return [r for r in row if r["key"] in keep], len(row) - len(keep)
+    heaviest = sorted(row, key=lambda r: -r.weight)[: MAX_SOFTMAX_ROWS - 1]
+    keep = {r.key for r in heaviest} | {w.key}
+    return [r for r in row if r.key in keep], len(row) - len(keep)
 
 
-def softmax_table(doc: dict, w: dict) -> Group:
+def softmax_table(report: AttentionReport, w: WorkedCell) -> Group:
     shown, n_hidden = softmax_rows(w)
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="grey50", padding=(0, 1))
     table.add_column(_t("col_key"), justify="right", no_wrap=True)
@@ -444,15 +451,15 @@ def softmax_table(doc: dict, w: dict) -> Group:
         table.add_column(_t(name), justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for r in shown:
-        style = "bold" if r["key"] == w["key"] else ""
-        table.add_row(str(r["key"]), Text(quoted(doc["tokens"][r["key"]]["text"]), style="cyan"),
-                      f"{r['score']:.4f}", f"{r['score'] - w['row_max']:.4f}", f"{r['exp']:.4f}",
-                      Text(f"{r['weight']:.4f}", style=weight_style(r["weight"])),
-                      Text(bar(r["weight"], SOFTMAX_BAR_CELLS), style=weight_style(r["weight"])),
+        style = "bold" if r.key == w.key else ""
+        table.add_row(str(r.key), Text(quoted(report.tokens[r.key]), style="cyan"),
+                      f"{r.score:.4f}", f"{r.score - w.row_max:.4f}", f"{r.exp:.4f}",
+                      Text(f"{r.weight:.4f}", style=weight_style(r.weight)),
+                      Text(bar(r.weight, SOFTMAX_BAR_CELLS), style=weight_style(r.weight)),
                       style=style)
     parts = [table]
     if n_hidden:
-        rest = sum(r["exp"] for r in w["row"]) - sum(r["exp"] for r in shown)
+        rest = sum(r.exp for r in w.row) - sum(r.exp for r in shown)
         parts.append(_explain(_t("worked_hidden_keys", n=n_hidden, rest=rest)))
     return Group(*parts)
 
@@ -467,25 +474,25 @@ def subscript(n: int) -> str:
 # --- the whole view --------------------------------------------------------------------------------
 
 
-def render(doc: dict, scores: bool = False, default_prompt: bool = False) -> Group:
-    """The view for an attn document: a heatmap per chosen head, or a table per layer for all heads."""
-    prompt = quoted(cut_cells(visible(doc["prompt"]), TITLE_PROMPT_CELLS))
-    n = len(doc["tokens"])
-    title = Text(_t("title_one" if n == 1 else "title", model=doc["model"]["name"], prompt=prompt, n=n),
+def render(report: AttentionReport, scores: bool = False, default_prompt: bool = False) -> Group:
+    """The view of an attention report: a heatmap per chosen head, or a table per layer for all heads."""
+    prompt = quoted(cut_cells(visible(report.prompt), TITLE_PROMPT_CELLS))
+    n = len(report.tokens)
+    title = Text(_t("title_one" if n == 1 else "title", model=report.model["name"], prompt=prompt, n=n),
                  style="bold underline")
     parts = [title]
     if default_prompt:
         parts.append(_explain(_t("default_prompt")))
-    if "layers" not in doc:
-        parts += [Text(), head_view(doc, doc["layer"], doc, scores)]
+    if report.single is not None:
+        parts += [Text(), head_view(report, report.single, scores)]
         return Group(*parts)
-    for layer_entry in doc["layers"]:
+    for layer in report.layers:
         parts.append(Text())
-        if doc["all_heads"]:
-            parts.append(overview(doc, layer_entry))
+        if report.all_heads:
+            parts.append(overview(report, layer))
             continue
-        for entry in layer_entry["heads"]:
-            parts += [head_view(doc, layer_entry["layer"], entry, scores), Text()]
-    if doc["all_heads"]:
+        for head in layer.heads:
+            parts += [head_view(report, head, scores), Text()]
+    if report.all_heads:
         parts += [Text(), _explain(_t("overview_how"))]
     return Group(*parts)

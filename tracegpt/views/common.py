@@ -6,26 +6,8 @@ import errno
 import sys
 
 from rich.console import Console
-from rich.text import Text
 
-_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
-
-
-def visible(text: str) -> str:
-    """Whitespace made visible, control characters escaped, so every token can be seen and counted."""
-    out = []
-    for ch in text:
-        if ch in _VISIBLE:
-            out.append(_VISIBLE[ch])
-        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def quoted(text: str) -> str:
-    return f"'{visible(text)}'"
+from ..texts import quoted, visible  # noqa: F401 - how every view writes a token
 
 
 def pct(p: float) -> str:
@@ -51,13 +33,6 @@ def weight_style(w: float) -> str:
     return "grey50"
 
 
-def token_label(text: str, position: int | None = None) -> Text:
-    label = Text(quoted(text), style="cyan")
-    if position is not None:
-        label.append(f"@{position}", style="grey50")
-    return label
-
-
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         # rich exits 1 here; a reader that stops early (`| head`) is not a failure. The CLI
@@ -66,7 +41,7 @@ class _Console(Console):
         raise BrokenPipeError(errno.EPIPE, "broken pipe")
 
 
-def make_console(width: int | None = None, color: bool = True, record: bool = False, stderr: bool = False) -> Console:
+def make_console(width: int | None = None, color: bool = True, record: bool = False) -> Console:
     # None lets rich read NO_COLOR from the environment; --no-color forces it.
-    return _Console(width=width, no_color=None if color else True, record=record, stderr=stderr,
-                   file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
+    return _Console(width=width, no_color=None if color else True, record=record, file=sys.stdout,
+                    highlight=False, soft_wrap=False)

@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..generation import Step
+from ..generation import RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say
 from .common import bar, pct, quoted, weight_style
@@ -49,25 +49,24 @@ def shorten(text: str, limit: int = 60) -> str:
 # --- header ---
 
 
-def header(run: dict) -> Group:
+def header(run: RunInfo) -> Group:
     """Title and what the run does: the loop, the sampling settings, the cache, the columns."""
-    s: SamplingSettings = run["settings"]
-    title = Text(_t("title", model=run["model"]["name"], prompt=quoted(shorten(run["prompt"]))),
-                 style="bold underline")
+    s = run.settings
+    title = Text(_t("title", model=run.model["name"], prompt=quoted(shorten(run.prompt))), style="bold underline")
     lines = [title, _explain(_t("loop"))]
     if s.is_greedy:
         lines.append(_explain(_t("greedy")))
     else:
         lines.append(_explain(_t("sampling", temperature=_number(s.temperature), top_k=s.top_k or "off",
-                                 top_p="off" if s.top_p >= 1 else _number(s.top_p), seed=run["seed"])))
-    if run["use_cache"]:
-        lines.append(_explain(_t("cache_on", n=run["n_prompt_tokens"])))
+                                 top_p="off" if s.top_p >= 1 else _number(s.top_p), seed=run.seed)))
+    if run.use_cache:
+        lines.append(_explain(_t("cache_on", n=run.n_prompt_tokens)))
     else:
         lines.append(_explain(_t("cache_off")))
-    attention = run["attention"]
+    attention = run.attention
     if attention is not None:
         if attention.head is None:
-            lines.append(_explain(_t("looks_at_mean", layer=attention.layer, n_head=run["model"]["n_head"])))
+            lines.append(_explain(_t("looks_at_mean", layer=attention.layer, n_head=run.model["n_head"])))
         else:
             lines.append(_explain(_t("looks_at_head", layer=attention.layer, head=attention.head)))
     lines.append(_explain(_t("columns")))
@@ -251,19 +250,18 @@ def tinted_text(prompt: str, steps: list[Step], end_of_text: int | None = None) 
     return Group(_explain(_t("text_title")), legend, text, Text())
 
 
-def summary(done: dict, model: dict, stop_texts: tuple[str, ...] = ()) -> Group:
+def summary(done: RunSummary, model: dict, stop_texts: tuple[str, ...] = ()) -> Group:
     """Why it stopped, how fast, and what the cache saved (or would have)."""
-    n = done["n_new_tokens"]
-    stop = done["stop_reason"]
-    lines = [Text(_t(f"stop_{stop}", n=n, n_ctx=model["n_ctx"],
+    n = done.n_new_tokens
+    lines = [Text(_t(f"stop_{done.stop_reason}", n=n, n_ctx=model["n_ctx"],
                      stop=" or ".join(quoted(s) for s in stop_texts)), style="bold")]
-    lines.append(Text(_t("speed", n=n, seconds=f"{done['seconds']:.3f}", rate=f"{done['tokens_per_s']:.1f}",
-                         n_prompt=done["n_prompt_tokens"], first=f"{done['first_step_seconds'] * 1000:.1f}")))
-    with_cache, without = done["positions_with_cache"], done["positions_without_cache"]
+    lines.append(Text(_t("speed", n=n, seconds=f"{done.seconds:.3f}", rate=f"{done.tokens_per_s:.1f}",
+                         n_prompt=done.n_prompt_tokens, first=f"{done.first_step_seconds * 1000:.1f}")))
+    with_cache, without = done.positions_with_cache, done.positions_without_cache
     ratio = without / with_cache if with_cache else 1.0
-    key = "positions" if done["use_cache"] else "positions_off"
+    key = "positions" if done.use_cache else "positions_off"
     lines.append(Text(_t(key, with_cache=f"{with_cache:,}", without=f"{without:,}", ratio=ratio)))
-    key = "cache_bytes" if done["use_cache"] else "cache_bytes_off"
-    lines.append(Text(_t(key, positions=done["cache_positions"], n_layer=model["n_layer"], d_model=model["d_model"],
-                         bytes=f"{done['cache_bytes']:,}")))
+    key = "cache_bytes" if done.use_cache else "cache_bytes_off"
+    lines.append(Text(_t(key, positions=with_cache, n_layer=model["n_layer"], d_model=model["d_model"],
+                         bytes=f"{done.cache_bytes:,}")))
     return Group(*lines)

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.lens import Lens
 from ..texts import say
 from .common import bar, pct, quoted
 
@@ -44,60 +45,58 @@ def visible_positions(n_tokens: int, focus: int, width: int) -> range:
     return range(max(0, last - fit + 1), last + 1)
 
 
-def grid(doc: dict, positions: range) -> Table:
+def grid(lens: Lens, positions: range) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
     table.add_column("", width=LABEL, no_wrap=True)
     for pos in positions:
-        label = _short(doc["tokens"][pos]["text"], CELL)
-        style = "cyan reverse" if pos == doc["focus_position"] else "cyan"
+        label = _short(lens.tokens[pos], CELL)
+        style = "cyan reverse" if pos == lens.focus else "cyan"
         table.add_column(Text(label, style=style), width=CELL, no_wrap=True, overflow="crop")
-    for i, row in enumerate(doc["rows"]):
+    for i, row in enumerate(lens.top):
         cells = []
         for pos in positions:
-            top = row["top"][pos]
-            cell = Text(_short(top["text"], CELL - 4), style=heat(top["prob"]))
-            cell.append(f"{top['prob'] * 100:3.0f}%".rjust(CELL - cell.cell_len), style=heat(top["prob"]))
+            top = row[pos]
+            cell = Text(_short(top.text, CELL - 4), style=heat(top.prob))
+            cell.append(f"{top.prob * 100:3.0f}%".rjust(CELL - cell.cell_len), style=heat(top.prob))
             cells.append(cell)
         table.add_row(row_label(i), *cells)
     return table
 
 
-def focus_table(doc: dict) -> Table:
-    final = quoted(doc["final"]["text"])
+def focus_table(lens: Lens) -> Table:
+    final = quoted(lens.final_text)
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column(_t("col_row"))
     table.add_column(_t("col_top"))
     table.add_column(_t("col_rank", token=final), justify="right")
     table.add_column(_t("col_prob", token=final), justify="right")
     table.add_column("", no_wrap=True)
-    focus = doc["focus_position"]
-    for i, (row, by) in enumerate(zip(doc["rows"], doc["final"]["by_row"])):
-        top = row["top"][focus]
-        table.add_row(row_label(i), Text(quoted(top["text"]), style=heat(top["prob"])), f"{by['rank']:,}",
-                      pct(by["prob"]), Text(bar(by["prob"], 16), style="green"))
+    for i, (row, rank, prob) in enumerate(zip(lens.top, lens.final_ranks, lens.final_probs)):
+        top = row[lens.focus]
+        table.add_row(row_label(i), Text(quoted(top.text), style=heat(top.prob)), f"{rank:,}",
+                      pct(prob), Text(bar(prob, 16), style="green"))
     return table
 
 
-def summary(doc: dict) -> Text:
-    final = quoted(doc["final"]["text"])
-    by_row = doc["final"]["by_row"]
-    first = next(i for i, b in enumerate(by_row) if b["rank"] == 1)
-    if first == len(by_row) - 1:
+def summary(lens: Lens) -> Text:
+    final = quoted(lens.final_text)
+    first = lens.first_top_row
+    if first is None:
         return Text(_t("never_top", token=final), style="italic grey70")
-    worst = max(b["rank"] for b in by_row[:first]) if first else 1
+    worst = max(lens.final_ranks[:first]) if first else 1
     return Text(_t("first_top", token=final, row=row_label(first), rank=worst), style="italic grey70")
 
 
-def render(doc: dict, width: int) -> Group:
-    positions = visible_positions(len(doc["tokens"]), doc["focus_position"], width)
-    focus = doc["focus_position"]
-    parts = [Text(_t("title", prompt=quoted(doc["prompt"]), model=doc["model"]["name"]), style="bold underline"),
+def render(lens: Lens, width: int) -> Group:
+    positions = visible_positions(len(lens.tokens), lens.focus, width)
+    focus = lens.focus
+    parts = [Text(_t("title", prompt=quoted(lens.prompt), model=lens.model["name"]), style="bold underline"),
              Text(_t("intro"), style="italic grey70"), Text()]
     if positions.start > 0:
         parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
                           style="grey50"))
-    parts += [grid(doc, positions), Text(),
-              Text(_t("focus_title", token=quoted(doc["final"]["text"]), position=focus,
-                      focus_token=quoted(doc["tokens"][focus]["text"])), style="bold"),
-              focus_table(doc), summary(doc)]
+    parts += [grid(lens, positions), Text(),
+              Text(_t("focus_title", token=quoted(lens.final_text), position=focus,
+                      focus_token=quoted(lens.tokens[focus])), style="bold"),
+              focus_table(lens), summary(lens)]
     return Group(*parts)

@@ -1,7 +1,7 @@
 """`tracegpt explain`: one forward pass as a guided walk, each step's claim backed by the trace's own numbers.
 
     walk = build(trace, lm.token_text)
-    doc = walk_to_dict(walk, lang="zh")    # the same steps with their texts filled in
+    narration = narrate(walk, lang="zh")    # the same steps with their texts filled in
 
 A step holds numbers, not sentences: the texts (tracegpt/texts/<lang>.toml, section [explain])
 have {placeholders} named like the numbers. Each number that comes straight off the trace also
@@ -12,14 +12,18 @@ check it with --json, with `tracegpt trace --save`, or in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
-from .texts import say
-from .tracer import Trace
-from .views.common import quoted
+from .. import stages
+from ..model import next_token_probs
+from ..texts import quoted, say
+from ..tracer import Trace
+from .forward import Guess, next_tokens
+from .numbers import norm as _norm
+from .numbers import std as _std
 
-SCHEMA_VERSION = 1
 TOP_K = 5  # next-token candidates shown
 LIST_TOKENS = 8  # tokens spelled out in the first step; the rest are counted
 
@@ -30,6 +34,7 @@ class Step:
     numbers: dict  # placeholder name -> plain int, float or str (names ending in "token" hold token texts)
     sources: dict = field(default_factory=dict)  # placeholder name -> the expression on the trace it comes from
     key: str = ""  # a variant text key, when the step's situation needs other words (one token, ...)
+    candidates: list[Guess] = field(default_factory=list)  # the next-token step's top tokens, most likely first
 
     @property
     def text_key(self) -> str:
@@ -40,22 +45,16 @@ class Step:
 class Walk:
     model: dict
     prompt: str
-    tokens: list[dict]
+    tokens: list[str]
+    token_ids: list[int]
     steps: list[Step]
 
 
-def _norm(t: torch.Tensor) -> float:
-    return t.float().norm().item()
+def _stage(layer: int, kind: str) -> str:
+    return stages.block_stage(layer, kind)
 
 
-def _std(t: torch.Tensor) -> float:
-    # Unbiased, as `tracegpt trace` shows it, so both commands print the same numbers.
-    return t.float().std().item()
-
-
-def _stream_in(layer: int) -> str:
-    """The residual stream that enters a block: the embedding's, or the previous block's output."""
-    return "embed.sum" if layer == 0 else f"blocks.{layer - 1}.resid_out"
+_stream_in = stages.stream_into
 
 
 def pick_head(trace: Trace, focus: int) -> tuple[int, int]:
@@ -64,7 +63,7 @@ def pick_head(trace: Trace, focus: int) -> tuple[int, int]:
         return 0, 0  # nothing earlier to route from; every head reads the token itself
     best, where = -1.0, (0, 0)
     for layer in range(trace.model["n_layer"]):
-        earlier = trace[f"blocks.{layer}.attn.weights"][:, focus, :focus].float()  # (n_head, focus)
+        earlier = trace[_stage(layer, "attn.weights")][:, focus, :focus].float()  # (n_head, focus)
         top = earlier.max(dim=-1).values
         head = int(top.argmax())
         if top[head].item() > best:
@@ -98,120 +97,123 @@ def embed_step(trace: Trace, focus: int) -> Step:
 
 
 def attention_step(trace: Trace, focus: int, layer: int, head: int) -> Step:
-    p = f"blocks.{layer}.attn."
-    row = trace[p + "weights"][head, focus, : focus + 1].float()
+    stage = partial(_stage, layer)
+    row = trace[stage("attn.weights")][head, focus, : focus + 1].float()
     order = torch.argsort(row, descending=True).tolist()
     first = order[0]
     numbers = {"layer": layer, "head": head, "n_heads_total": trace.model["n_layer"] * trace.model["n_head"],
                "d_head": trace.model["d_model"] // trace.model["n_head"], "token": trace.token_texts[focus],
                "source_token": trace.token_texts[first], "source": first, "weight": row[first].item(),
-               "score": trace[p + "scores"][head, focus, first].item(),
-               "mix_norm": _norm(trace[p + "mix"][head, focus])}
-    sources = {"weight": f"{p}weights[{head}, {focus}, {first}]", "score": f"{p}scores[{head}, {focus}, {first}]"}
-    mix = {"mix_norm": f"‖{p}mix[{head}, {focus}]‖"}
+               "score": trace[stage("attn.scores")][head, focus, first].item(),
+               "mix_norm": _norm(trace[stage("attn.mix")][head, focus])}
+    sources = {"weight": f"{stage('attn.weights')}[{head}, {focus}, {first}]",
+               "score": f"{stage('attn.scores')}[{head}, {focus}, {first}]"}
+    mix = {"mix_norm": f"‖{stage('attn.mix')}[{head}, {focus}]‖"}
     if len(order) == 1:
         return Step("attention", numbers, sources | mix, key="attention_one")
     second = order[1]
     numbers.update(second_token=trace.token_texts[second], second=second, weight2=row[second].item(),
-                   score2=trace[p + "scores"][head, focus, second].item())
-    sources.update(weight2=f"{p}weights[{head}, {focus}, {second}]", score2=f"{p}scores[{head}, {focus}, {second}]")
+                   score2=trace[stage("attn.scores")][head, focus, second].item())
+    sources.update(weight2=f"{stage('attn.weights')}[{head}, {focus}, {second}]",
+                   score2=f"{stage('attn.scores')}[{head}, {focus}, {second}]")
     return Step("attention", numbers, sources | mix)
 
 
 def heads_step(trace: Trace, focus: int, layer: int) -> Step:
-    p = f"blocks.{layer}.attn."
-    rows = trace[p + "weights"][:, focus, : focus + 1].float()  # (n_head, focus + 1)
+    stage = partial(_stage, layer)
+    rows = trace[stage("attn.weights")][:, focus, : focus + 1].float()  # (n_head, focus + 1)
     tops, where = rows.max(dim=-1)
     sharp, flat = int(tops.argmax()), int(tops.argmin())
     m = trace.model
     numbers = {"layer": layer, "n_head": m["n_head"], "d_head": m["d_model"] // m["n_head"], "d_model": m["d_model"],
                "token": trace.token_texts[focus], "sharp_head": sharp, "sharp_weight": tops[sharp].item(),
                "sharp_token": trace.token_texts[int(where[sharp])], "flat_head": flat,
-               "flat_weight": tops[flat].item(), "out_norm": _norm(trace[p + "out"][focus])}
-    sources = {"out_norm": f"‖{p}out[{focus}]‖"}
+               "flat_weight": tops[flat].item(), "out_norm": _norm(trace[stage("attn.out")][focus])}
+    sources = {"out_norm": f"‖{stage('attn.out')}[{focus}]‖"}
     for h in range(rows.shape[0]):  # every head's strongest edge, for the table
         numbers[f"head_{h}_weight"] = tops[h].item()
-        sources[f"head_{h}_weight"] = f"{p}weights[{h}, {focus}, {int(where[h])}]"
+        sources[f"head_{h}_weight"] = f"{stage('attn.weights')}[{h}, {focus}, {int(where[h])}]"
     sources["sharp_weight"], sources["flat_weight"] = sources[f"head_{sharp}_weight"], sources[f"head_{flat}_weight"]
     return Step("heads", numbers, sources, key=_one(trace, "heads"))
 
 
 def mask_step(trace: Trace, focus: int, layer: int) -> Step:
     n = trace.n_tokens
-    mask = trace[f"blocks.{layer}.attn.mask"]
-    future = torch.stack([trace[f"blocks.{i}.attn.weights"][:, ~mask] for i in range(trace.model["n_layer"])])
+    mask = trace[_stage(layer, "attn.mask")]
+    future = torch.stack([trace[_stage(i, "attn.weights")][:, ~mask] for i in range(trace.model["n_layer"])])
     numbers = {"n_tokens": n, "n_pairs": n * n, "n_masked": int((~mask).sum()),
                "future_weight": future.float().abs().max().item() if future.numel() else 0.0,
                "first_token": trace.token_texts[0], "token": trace.token_texts[focus], "n_seen": focus + 1,
-               "first_self": trace[f"blocks.{layer}.attn.weights"][0, 0, 0].item(), "n_layer": trace.model["n_layer"]}
-    sources = {"n_masked": f"(~blocks.{layer}.attn.mask).sum()", "future_weight": "max |blocks.*.attn.weights[~mask]|",
-               "first_self": f"blocks.{layer}.attn.weights[0, 0, 0]"}
+               "first_self": trace[_stage(layer, "attn.weights")][0, 0, 0].item(), "n_layer": trace.model["n_layer"]}
+    sources = {"n_masked": f"(~{_stage(layer, 'attn.mask')}).sum()",
+               "future_weight": f"max |{stages.every_block('attn.weights')}[~mask]|",
+               "first_self": f"{_stage(layer, 'attn.weights')}[0, 0, 0]"}
     return Step("mask", numbers, sources, key=_one(trace, "mask"))
 
 
 def ffn_step(trace: Trace, focus: int, layer: int) -> Step:
-    p = f"blocks.{layer}.mlp."
-    act = trace[p + "act"][focus].float()
+    stage = partial(_stage, layer)
+    act = trace[stage("mlp.act")][focus].float()
     strongest = int(act.argmax())
     numbers = {"layer": layer, "token": trace.token_texts[focus], "d_model": trace.model["d_model"],
                "d_mlp": act.numel(), "n_active": int((act > 0).sum()), "neuron": strongest,
-               "neuron_value": act[strongest].item(), "mlp_norm": _norm(trace[p + "out"][focus])}
-    sources = {"n_active": f"({p}act[{focus}] > 0).sum()", "neuron_value": f"{p}act[{focus}, {strongest}]",
-               "mlp_norm": f"‖{p}out[{focus}]‖"}
+               "neuron_value": act[strongest].item(), "mlp_norm": _norm(trace[stage("mlp.out")][focus])}
+    sources = {"n_active": f"({stage('mlp.act')}[{focus}] > 0).sum()",
+               "neuron_value": f"{stage('mlp.act')}[{focus}, {strongest}]",
+               "mlp_norm": f"‖{stage('mlp.out')}[{focus}]‖"}
     return Step("ffn", numbers, sources)
 
 
 def residual_step(trace: Trace, focus: int, layer: int) -> Step:
-    b = f"blocks.{layer}."
+    stage = partial(_stage, layer)
     last = trace.model["n_layer"] - 1
     numbers = {"layer": layer, "token": trace.token_texts[focus], "last_layer": last,
-               "start": _norm(trace["embed.sum"][focus]), "end": _norm(trace[f"blocks.{last}.resid_out"][focus]),
-               "before": _norm(trace[_stream_in(layer)][focus]), "attn_norm": _norm(trace[b + "attn.out"][focus]),
-               "mid": _norm(trace[b + "resid_attn"][focus]), "mlp_norm": _norm(trace[b + "mlp.out"][focus]),
-               "after": _norm(trace[b + "resid_out"][focus])}
+               "start": _norm(trace["embed.sum"][focus]), "end": _norm(trace[_stage(last, "resid_out")][focus]),
+               "before": _norm(trace[_stream_in(layer)][focus]), "attn_norm": _norm(trace[stage("attn.out")][focus]),
+               "mid": _norm(trace[stage("resid_attn")][focus]), "mlp_norm": _norm(trace[stage("mlp.out")][focus]),
+               "after": _norm(trace[stage("resid_out")][focus])}
     # In the order of the pass, so the table reads as the draft's size from the embedding up.
     sources = {"start": f"‖embed.sum[{focus}]‖"}
     for i in range(last + 1):
         if i == layer:
-            sources.update(before=f"‖{_stream_in(layer)}[{focus}]‖", attn_norm=f"‖{b}attn.out[{focus}]‖",
-                           mid=f"‖{b}resid_attn[{focus}]‖", mlp_norm=f"‖{b}mlp.out[{focus}]‖",
-                           after=f"‖{b}resid_out[{focus}]‖")
+            sources.update(before=f"‖{_stream_in(layer)}[{focus}]‖", attn_norm=f"‖{stage('attn.out')}[{focus}]‖",
+                           mid=f"‖{stage('resid_attn')}[{focus}]‖", mlp_norm=f"‖{stage('mlp.out')}[{focus}]‖",
+                           after=f"‖{stage('resid_out')}[{focus}]‖")
         else:
-            numbers[f"block_{i}_norm"] = _norm(trace[f"blocks.{i}.resid_out"][focus])
-            sources[f"block_{i}_norm"] = f"‖blocks.{i}.resid_out[{focus}]‖"
-    sources["end"] = f"‖blocks.{last}.resid_out[{focus}]‖"
+            numbers[f"block_{i}_norm"] = _norm(trace[_stage(i, "resid_out")][focus])
+            sources[f"block_{i}_norm"] = f"‖{_stage(i, 'resid_out')}[{focus}]‖"
+    sources["end"] = f"‖{_stage(last, 'resid_out')}[{focus}]‖"
     return Step("residual", numbers, sources)
 
 
 def layernorm_step(trace: Trace, focus: int, layer: int) -> Step:
-    b = f"blocks.{layer}."
+    stage = partial(_stage, layer)
     x = trace[_stream_in(layer)][focus]
     numbers = {"layer": layer, "token": trace.token_texts[focus], "before_std": _std(x), "before_norm": _norm(x),
-               "after_std": _std(trace[b + "ln1"][focus]), "after_norm": _norm(trace[b + "ln1"][focus]),
-               "mid_std": _std(trace[b + "resid_attn"][focus]), "ln2_std": _std(trace[b + "ln2"][focus])}
+               "after_std": _std(trace[stage("ln1")][focus]), "after_norm": _norm(trace[stage("ln1")][focus]),
+               "mid_std": _std(trace[stage("resid_attn")][focus]), "ln2_std": _std(trace[stage("ln2")][focus])}
     sources = {"before_std": f"std {_stream_in(layer)}[{focus}]", "before_norm": f"‖{_stream_in(layer)}[{focus}]‖",
-               "after_std": f"std {b}ln1[{focus}]", "after_norm": f"‖{b}ln1[{focus}]‖",
-               "mid_std": f"std {b}resid_attn[{focus}]", "ln2_std": f"std {b}ln2[{focus}]"}
+               "after_std": f"std {stage('ln1')}[{focus}]", "after_norm": f"‖{stage('ln1')}[{focus}]‖",
+               "mid_std": f"std {stage('resid_attn')}[{focus}]", "ln2_std": f"std {stage('ln2')}[{focus}]"}
     return Step("layernorm", numbers, sources)
 
 
 def next_token_step(trace: Trace, token_text) -> Step:
     last = trace.n_tokens - 1
-    final = f"blocks.{trace.model['n_layer'] - 1}.resid_out"
-    logits = trace["logits"][last].float()
-    probs = torch.softmax(logits, dim=-1)
-    top = torch.topk(probs, min(TOP_K, probs.numel()))
-    numbers = {"token": trace.token_texts[last], "position": last, "vocab_size": logits.numel(),
+    final = _stage(trace.model["n_layer"] - 1, "resid_out")
+    probs = next_token_probs(trace["logits"][last])
+    numbers = {"token": trace.token_texts[last], "position": last, "vocab_size": probs.numel(),
                "before_std": _std(trace[final][last]), "after_std": _std(trace["ln_f"][last]),
                "prob_sum": probs.sum().item()}
     sources = {"before_std": f"std {final}[{last}]", "after_std": f"std ln_f[{last}]",
                "prob_sum": f"softmax(logits[{last}]).sum()"}
-    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-        numbers.update({f"top{rank}_token": token_text(i), f"top{rank}_id": i, f"top{rank}_prob": p,
-                        f"top{rank}_logit": logits[i].item()})
-        sources[f"top{rank}_prob"] = f"softmax(logits[{last}])[{i}]"
-        sources[f"top{rank}_logit"] = f"logits[{last}, {i}]"
-    return Step("next_token", numbers, sources)
+    candidates = next_tokens(trace, last, TOP_K, token_text)
+    for rank, guess in enumerate(candidates, 1):
+        numbers.update({f"top{rank}_token": guess.text, f"top{rank}_id": guess.id, f"top{rank}_prob": guess.prob,
+                        f"top{rank}_logit": guess.logit})
+        sources[f"top{rank}_prob"] = f"softmax(logits[{last}])[{guess.id}]"
+        sources[f"top{rank}_logit"] = f"logits[{last}, {guess.id}]"
+    return Step("next_token", numbers, sources, candidates=candidates)
 
 
 def generation_step(trace: Trace) -> Step:
@@ -237,10 +239,35 @@ def build(trace: Trace, token_text) -> Walk:
              heads_step(trace, focus, layer), mask_step(trace, focus, layer), ffn_step(trace, focus, layer),
              residual_step(trace, focus, layer), layernorm_step(trace, focus, layer),
              next_token_step(trace, token_text), generation_step(trace), no_hidden_step(trace)]
-    return Walk(model=trace.model, prompt=trace.prompt, tokens=trace.token_rows(), steps=steps)
+    return Walk(model=trace.model, prompt=trace.prompt, tokens=list(trace.token_texts),
+                token_ids=list(trace.token_ids), steps=steps)
 
 
 # --- texts ------------------------------------------------------------------------------------
+
+@dataclass
+class NarratedStep:
+    """A step with its title and text in one language, beside the numbers that fill them."""
+
+    id: str
+    title: str
+    text: str
+    numbers: dict
+    sources: dict
+    candidates: list[Guess]
+
+
+@dataclass
+class Narration:
+    model: dict
+    prompt: str
+    lang: str
+    title: str
+    intro: str
+    tokens: list[str]
+    token_ids: list[int]
+    steps: list[NarratedStep]
+
 
 def fill(step: Step, lang: str) -> tuple[str, str]:
     """The step's title and text in a language, with its numbers in place (token texts quoted)."""
@@ -249,12 +276,10 @@ def fill(step: Step, lang: str) -> tuple[str, str]:
     return say("explain", f"{step.id}_title", lang), say("explain", step.text_key, lang, **values)
 
 
-def walk_to_dict(walk: Walk, lang: str = "en") -> dict:
-    """The JSON of `tracegpt explain --json`: the same walk as the view, as data."""
-    steps = []
-    for step in walk.steps:
-        title, text = fill(step, lang)
-        steps.append({"id": step.id, "title": title, "text": text, "numbers": step.numbers, "sources": step.sources})
-    return {"schema_version": SCHEMA_VERSION, "model": walk.model, "prompt": walk.prompt, "lang": lang,
-            "title": say("explain", "title", lang, model=walk.model["name"], prompt=quoted(walk.prompt)),
-            "intro": say("explain", "intro", lang), "tokens": walk.tokens, "steps": steps}
+def narrate(walk: Walk, lang: str = "en") -> Narration:
+    """The walk told in a language: what the view prints and `--json` holds."""
+    steps = [NarratedStep(step.id, *fill(step, lang), step.numbers, step.sources, step.candidates)
+             for step in walk.steps]
+    return Narration(model=walk.model, prompt=walk.prompt, lang=lang,
+                     title=say("explain", "title", lang, model=walk.model["name"], prompt=quoted(walk.prompt)),
+                     intro=say("explain", "intro", lang), tokens=walk.tokens, token_ids=walk.token_ids, steps=steps)

@@ -6,7 +6,8 @@ import re
 import pytest
 import torch
 
-from tracegpt import explain
+from tracegpt import export
+from tracegpt.analysis import walk as explain
 from tracegpt.taps import NO_BLOCK_TAPS
 from tracegpt.tracer import run_trace
 
@@ -43,7 +44,7 @@ def test_every_indexed_source_is_the_recorded_value(walk, reference):
                 continue
             kind, stage, index = m.groups()
             t = reference[stage][tuple(int(i) for i in index.split(","))].float()
-            expected = t.norm().item() if kind == "‖" else t.std().item() if kind == "std " else t.item()
+            expected = t.norm().item() if kind == "‖" else t.std(correction=0).item() if kind == "std " else t.item()
             assert step.numbers[name] == pytest.approx(expected, abs=1e-5), (step.id, name, source)
             checked += 1
     assert checked >= 30
@@ -51,7 +52,7 @@ def test_every_indexed_source_is_the_recorded_value(walk, reference):
 
 def test_token_ids_are_the_tokenizers(lm, walk):
     ids = lm.encode(PROMPT)
-    assert [t["id"] for t in walk.tokens] == ids
+    assert walk.token_ids == ids
     s = steps(walk)["tokens"]
     assert s.numbers["n_tokens"] == len(ids) and s.numbers["token_id"] == ids[-1]
     assert s.numbers["token"] == lm.token_text(ids[-1])
@@ -129,13 +130,13 @@ def test_one_token_has_its_own_words(lm):
     by_id = steps(walk)
     assert by_id["attention"].text_key == "attention_one" and "second_token" not in by_id["attention"].numbers
     assert by_id["mask"].numbers["n_masked"] == 0 and by_id["mask"].text_key == "mask_one"
-    doc = explain.walk_to_dict(walk)
+    doc = export.narration_to_dict(explain.narrate(walk))
     assert all("{" not in s["text"] for s in doc["steps"])
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_texts_carry_the_numbers(walk, lang):
-    doc = explain.walk_to_dict(walk, lang)
+    doc = export.narration_to_dict(explain.narrate(walk, lang))
     text = {s["id"]: s["text"] for s in doc["steps"]}
     a = steps(walk)["attention"].numbers
     assert f"{a['weight']:.1%}" in text["attention"] and f"'{a['source_token'].replace(' ', '␣')}'" in text["attention"]

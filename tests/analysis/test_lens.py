@@ -1,6 +1,6 @@
 import torch
 
-from tracegpt.lens import logit_lens, residual_stages
+from tracegpt.analysis.lens import logit_lens, residual_stages
 from tracegpt.tracer import run_trace
 
 

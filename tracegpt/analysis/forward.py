@@ -1,0 +1,135 @@
+"""One forward pass followed at one position: the numbers `tracegpt trace` shows, stage by stage.
+
+    summary = forward_summary(trace, focus=1, top_k=10, token_text=lm.token_text)
+
+For each block: how LayerNorm rescales the followed token's vector, where each head takes its
+attention from, how much the attention and FFN updates add to the residual stream, which
+neurons fire. Then the final LayerNorm and the next-token candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import stages
+from ..model import next_token_probs
+from ..tracer import Trace
+from .numbers import norm, std
+
+TOP_NEURONS = 3
+
+
+@dataclass
+class Guess:
+    """A next-token candidate: its id, text, logit and probability (softmax over the whole vocabulary)."""
+
+    id: int
+    text: str
+    logit: float
+    prob: float
+
+
+@dataclass
+class HeadSource:
+    """Where one head's followed row puts most of its weight, and its runner-up (None on a one-token prompt)."""
+
+    head: int
+    source: int
+    weight: float
+    second: int | None
+    second_weight: float | None
+
+
+@dataclass
+class Neuron:
+    index: int
+    value: float
+
+
+@dataclass
+class BlockSummary:
+    layer: int
+    stream_in_std: float  # the residual stream entering the block
+    ln1_std: float
+    heads: list[HeadSource]
+    attn_out_norm: float
+    stream_in_norm: float
+    resid_attn_norm: float
+    resid_attn_std: float
+    ln2_std: float
+    d_mlp: int
+    n_active: int  # neurons above 0 after the activation
+    top_neurons: list[Neuron]
+    mlp_out_norm: float
+    resid_out_norm: float
+
+
+@dataclass
+class ForwardSummary:
+    model: dict
+    prompt: str
+    focus: int
+    tokens: list[str]
+    token_ids: list[int]
+    token_bytes: list[bytes]
+    n_masked: int  # edges the causal mask removes
+    embed_token_norm: float
+    embed_position_norm: float
+    embed_sum_norm: float
+    blocks: list[BlockSummary]
+    last_stream_std: float | None  # the last block's output, when recorded
+    ln_f_std: float
+    top: list[Guess]
+
+
+def next_tokens(trace: Trace, position: int, k: int, token_text) -> list[Guess]:
+    """The k most likely next tokens after `position`, from its recorded logits."""
+    logits = trace["logits"].select(stages.position_axis("logits"), position).float()
+    probs = next_token_probs(logits)
+    top = torch.topk(probs, min(k, probs.numel()))
+    return [Guess(int(i), token_text(int(i)), logits[i].item(), p.item()) for p, i in zip(top.values, top.indices)]
+
+
+def head_sources(weights: torch.Tensor, focus: int) -> list[HeadSource]:
+    """weights: (n_head, T) rows of the followed query."""
+    out = []
+    for h, row in enumerate(weights):
+        order = torch.argsort(row[: focus + 1].float(), descending=True).tolist()
+        second = order[1] if len(order) > 1 else None
+        out.append(HeadSource(h, order[0], row[order[0]].item(), second,
+                              None if second is None else row[second].item()))
+    return out
+
+
+def block_summary(trace: Trace, layer: int, focus: int) -> BlockSummary:
+    def at(kind: str) -> torch.Tensor:
+        return trace[stages.block_stage(layer, kind)][focus]
+
+    resid_attn, attn_out = at("resid_attn"), at("attn.out")
+    stream_in = resid_attn - attn_out  # the stream entering the block, recovered exactly
+    weights = trace[stages.block_stage(layer, "attn.weights")][:, focus, :]  # (n_head, T)
+    act = at("mlp.act").float()
+    top = torch.topk(act, min(TOP_NEURONS, act.numel()))
+    return BlockSummary(
+        layer=layer, stream_in_std=std(stream_in), ln1_std=std(at("ln1")), heads=head_sources(weights, focus),
+        attn_out_norm=norm(attn_out), stream_in_norm=norm(stream_in), resid_attn_norm=norm(resid_attn),
+        resid_attn_std=std(resid_attn), ln2_std=std(at("ln2")), d_mlp=act.numel(), n_active=int((act > 0).sum()),
+        top_neurons=[Neuron(int(i), v) for v, i in zip(top.values.tolist(), top.indices)],
+        mlp_out_norm=norm(at("mlp.out")), resid_out_norm=norm(at("resid_out")))
+
+
+def forward_summary(trace: Trace, focus: int, top_k: int, token_text,
+                    layers: list[int] | None = None) -> ForwardSummary:
+    """The followed position through every recorded block (or the chosen `layers`)."""
+    n = trace.n_tokens
+    last = stages.block_stage(trace.model["n_layer"] - 1, "resid_out")
+    return ForwardSummary(
+        model=trace.model, prompt=trace.prompt, focus=focus, tokens=list(trace.token_texts),
+        token_ids=list(trace.token_ids), token_bytes=list(trace.token_bytes), n_masked=n * (n - 1) // 2,
+        embed_token_norm=norm(trace["embed.token"][focus]), embed_position_norm=norm(trace["embed.position"][focus]),
+        embed_sum_norm=norm(trace["embed.sum"][focus]),
+        blocks=[block_summary(trace, layer, focus) for layer in (layers if layers is not None else trace.layers())],
+        last_stream_std=std(trace[last][focus]) if last in trace else None, ln_f_std=std(trace["ln_f"][focus]),
+        top=next_tokens(trace, focus, top_k, token_text))
