@@ -122,10 +122,6 @@ class Trace:
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
-    def token_rows(self) -> list[dict]:
-        """The tokens as every JSON document lists them: [{position, id, text}]."""
-        return [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(self.token_ids, self.token_texts))]
-
     def layers(self) -> list[int]:
         """The blocks that have recorded stages."""
         return sorted({layer for n in self.tensors if (layer := stage_names.layer_of(n)) is not None})
