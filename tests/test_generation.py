@@ -276,3 +276,16 @@ def test_attention_peek_matches_a_full_trace(lm, use_cache, head):
         assert step.attention.position == int(row.argmax())
         assert step.attention.weight == pytest.approx(row.max().item(), abs=1e-5)
         assert step.attention.from_position == step.position - 1
+
+
+def test_non_finite_logits_stop_generation_naming_the_first_stage(lm):
+    import copy
+
+    from tracegpt.tracer import NonFiniteError
+
+    broken = copy.copy(lm)
+    broken.model = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        broken.model.h[2].attn.c_attn.bias[5] = float("inf")
+    with pytest.raises(NonFiniteError, match="at blocks.2.attn.q"):
+        list(Generation(broken, lm.encode(PROMPT), GREEDY, 3))

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tracegpt"
 
 # Lowest first: a module may import its own layer and the ones before it, never a later one.
 LAYERS = [
-    ("base", ["errors", "stages", "texts"]),
+    ("base", ["errors", "files", "stages", "texts"]),
     ("model", ["taps", "model"]),
     ("loading", ["tokenizer", "weights", "embedded", "checkpoints", "loader"]),
     ("running", ["tracer", "costs", "sampling", "generation"]),

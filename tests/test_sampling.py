@@ -1,6 +1,7 @@
 """The sampling stage on hand-made distributions, where the right answer is known exactly."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -193,3 +194,19 @@ def test_bad_settings_are_named_with_their_range(settings, fragment):
                                       SamplingSettings(top_k=1, top_p=1e-9, temperature=50)])
 def test_good_settings_pass(settings):
     settings.check()
+
+
+@pytest.mark.parametrize("temperature", [0.001, 1e-300, 1e300])
+def test_candidates_are_the_highest_logits_whatever_the_temperature(temperature):
+    # At extreme temperatures p underflows or ties for most tokens; the rows are still ordered by logit.
+    logits = torch.randn(4096, generator=torch.Generator().manual_seed(3)) * 3
+    s = sample(logits, SamplingSettings(temperature=temperature), torch.Generator().manual_seed(0))
+    shown = [c.logit for c in s.candidates]
+    assert shown == sorted(shown, reverse=True)  # the drawn token, if it ranks lower, comes last
+    assert [c.id for c in s.candidates[:10]] == torch.topk(logits, 10).indices.tolist()
+
+
+@pytest.mark.parametrize("value, shown", [(1.0000001, "1.0000001"), (1.5, "1.5"), (0.0, "0"), (-1e-300, "-1e-300")])
+def test_a_value_out_of_range_is_printed_as_given(value, shown):
+    with pytest.raises(ParameterError, match=f"^top_p {re.escape(shown)} is out of range"):
+        SamplingSettings(top_p=value).check()

@@ -111,3 +111,18 @@ def test_derived_stages_are_what_the_model_computes_from_the_kept_ones(lm):
     # Asked for the weights alone, there is nothing to derive them from: they are kept.
     alone = run_trace(lm, prompt, stages=["attn.weights"])
     assert "blocks.0.attn.weights" in alone.tensors and not alone.derived
+
+
+def test_non_finite_numbers_are_refused_naming_the_first_stage(lm):
+    import copy
+
+    from tracegpt.tracer import NonFiniteError
+
+    broken = copy.copy(lm)
+    broken.model = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        broken.model.h[1].mlp.c_fc.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="at blocks.1.mlp.pre, the first stage"):
+        run_trace(broken, "I love")
+    with pytest.raises(NonFiniteError, match="at blocks.1.mlp.pre"):
+        run_trace(broken, "I love", stages=["resid_out", "mlp.pre"])  # no logits recorded: every stage is scanned

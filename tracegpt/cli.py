@@ -18,20 +18,22 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import ParameterError, TraceGPTError  # noqa: E402
+from .errors import Interrupted, ParameterError, TraceGPTError  # noqa: E402
 
 
 def _error(message: str, code: int) -> int:
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-    print(f"error: {' '.join(lines) or 'unknown error'}", file=sys.stderr)
+    if sys.stderr is not None:  # closed (2>&-): the exit code still tells
+        print(f"error: {' '.join(lines) or 'unknown error'}", file=sys.stderr)
     return code
 
 
 class TracegptGroup(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
-        debug = "--debug" in args or bool(os.environ.get("TRACEGPT_DEBUG"))
-        args = [a for a in args if a != "--debug"]
+        args, debug = self._take_debug(args)
+        debug = debug or bool(os.environ.get("TRACEGPT_DEBUG"))
+        prepare_streams()
         try:
             rv = super().main(args=args, prog_name=prog_name or "tracegpt", complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -53,6 +55,55 @@ class TracegptGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+    def invoke(self, ctx):
+        # typer would turn Ctrl-C into a bare exit 130; as an error it gets its one line, which
+        # says what was left undone (files.NotSaved: "FILE not saved").
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise Interrupted(f"interrupted; {e}" if str(e) else "interrupted") from None
+
+    def _take_debug(self, args: list[str]) -> tuple[list[str], bool]:
+        """--debug where it is a flag: not after `--`, and not the value of an option such as --stop."""
+        command = self.commands.get(args[0]) if args else None
+        takes_value = {opt for p in getattr(command, "params", ()) if not getattr(p, "is_flag", True)
+                       for opt in p.opts}
+        kept, debug = [], False
+        for i, arg in enumerate(args):
+            if arg == "--":
+                return kept + args[i:], debug
+            if arg == "--debug" and not (kept and kept[-1] in takes_value):
+                debug = True
+                continue
+            kept.append(arg)
+        return kept, debug
+
+
+def prepare_streams() -> None:
+    """Standard streams a view can always write to, whatever the shell handed over."""
+    from .views.common import ASCII_GLYPHS, writes_unicode
+
+    if sys.stdout is None:  # closed (>&-): say so once something is printed, with exit code 1
+        sys.stdout = ClosedOutput()
+    elif not writes_unicode(sys.stdout) and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors=ASCII_GLYPHS)  # latin-1 or ASCII output: ␣ becomes _, not a crash
+
+
+class ClosedOutput:
+    """Standing in for a closed standard output: writing to it is a runtime error, not a traceback."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise TraceGPTError("standard output is closed; nothing can be printed (remove >&- or redirect to a file)")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _is_usage(e: Exception) -> bool:
@@ -119,7 +170,17 @@ ModelOpt = typer.Option(None, "--model", "-m", envvar="TRACEGPT_MODEL", show_env
                              "the local Hugging Face cache; or a checkpoint folder or .safetensors file.")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
 DtypeOpt = typer.Option("float32", "--dtype", help="Weights and activations: float32, bfloat16 or float16.")
-WidthOpt = typer.Option(None, "--width", help="Render at this many columns (default: the terminal's, or COLUMNS).")
+def _check_width(width: int | None) -> int | None:
+    from .views.common import MIN_WIDTH
+
+    if width is not None and width < MIN_WIDTH:
+        raise typer.BadParameter(f"{width} is too narrow; the views need at least {MIN_WIDTH} columns",
+                                 param_hint="--width")
+    return width
+
+
+WidthOpt = typer.Option(None, "--width", callback=_check_width,
+                        help="Render at this many columns, at least 40 (default: the terminal's, or COLUMNS).")
 NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is honoured too).")
 JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
 SvgOpt = typer.Option(None, "--svg", help="Also save the view as an SVG image to FILE.")

@@ -38,6 +38,17 @@ def ranks_path(card: dict, assets: Path = ASSETS, name: str = EMBEDDED) -> Path:
     return assets / card.get("tokenizer", {}).get("file", f"{name}.tiktoken")
 
 
+def prompt_byte_limit() -> tuple[int, int] | None:
+    """(the most bytes a prompt can have, n_ctx) for the embedded model: n_ctx tokens of its longest token's bytes."""
+    card = read_card()
+    try:
+        n_ctx = int(card["config"]["n_ctx"])
+    except (KeyError, TypeError, ValueError):
+        return None  # a broken card is reported, with its reason, when the model loads
+    longest = max(map(len, tokenizer.read_ranks(ranks_path(card))), default=0)
+    return (n_ctx * longest, n_ctx) if longest else None
+
+
 def check_prompt_fits(text: str) -> None:
     """The embedded model's byte bound on a prompt (see tokenizer.check_prompt_bytes), without torch."""
     card = read_card()

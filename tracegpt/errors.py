@@ -13,6 +13,12 @@ class UsageError(TraceGPTError):
     exit_code = 2
 
 
+class Interrupted(TraceGPTError):
+    """Ctrl-C: exit 130, with what it left undone (`interrupted; FILE not saved`)."""
+
+    exit_code = 130
+
+
 class ParameterError(UsageError):
     """A value out of range, worded with the Python parameter's name: `temperature -1 is out of range; ...`.
 

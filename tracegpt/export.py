@@ -16,7 +16,7 @@ import torch
 from . import stages
 from .analysis.forward import next_tokens
 from .analysis.numbers import norm, std
-from .errors import TraceGPTError
+from .files import replacing
 from .tracer import Trace, check_position
 
 SCHEMA_VERSION = 1
@@ -76,14 +76,10 @@ def npz_array(t: torch.Tensor) -> np.ndarray:
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Arrays to an .npz file, by name."""
-    path = Path(path)
-    try:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-    except OSError as e:
-        raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    """Arrays to an .npz file, by name; the file at `path` is replaced only once the new one is whole."""
+    with replacing(path) as f:
+        np.savez(f, **arrays)
+    return Path(path)
 
 
 def save_npz(trace: Trace, path: str | Path) -> Path:

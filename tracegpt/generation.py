@@ -23,7 +23,7 @@ from .errors import ParameterError, UsageError
 from .loader import LoadedModel
 from .model import KVCache
 from .sampling import Sampled, SamplingSettings, sample
-from .tracer import Tracer
+from .tracer import NonFiniteError, Tracer
 
 STOP_REASONS = ("end_of_text", "stop_text", "max_new_tokens", "context", "interrupted")
 # A one-token step of a model this small is ~150 ops of tens of microseconds each: waking
@@ -246,6 +246,8 @@ class Generation:
         threads = 1 if self.small_model and len(feed) == 1 else None
         with torch.inference_mode(), cpu_threads(threads):
             logits = self.lm.model(torch.tensor([feed], device=self.lm.device), taps=taps, cache=self.cache)[0, -1]
+            if not torch.isfinite(logits).all():
+                self._refuse_non_finite()
             sampled = sample(logits, self.settings, self.generator)
         seconds = perf_counter() - start
         first = self.steps_done == 0
@@ -266,6 +268,13 @@ class Generation:
                     attention=self._peek(tracer, position), seconds=seconds,
                     logits=logits.float().cpu() if self.keep_logits else None,
                     stages=self._new_columns(tracer, n_new))
+
+    def _refuse_non_finite(self) -> None:
+        """Say where the numbers broke: a full trace of this context finds the first stage."""
+        from .tracer import trace_ids
+
+        trace_ids(self.lm, self.ids)  # raises NonFiniteError naming the stage
+        raise NonFiniteError(f"the model produced non-finite logits at step {self.steps_done + 1}")
 
     def _feed(self) -> list[int]:
         """The ids this step's forward pass reads: all of them, or with a cache only the uncached ones."""

@@ -41,11 +41,16 @@ class SamplingSettings:
         """A usage error naming the first value out of range, and the range."""
         t, p, k = self.temperature, self.top_p, self.top_k
         if not math.isfinite(t) or t < 0:
-            raise ParameterError("temperature", f"{t:g} is out of range; it must be a number ≥ 0 (0 means greedy)")
+            raise ParameterError("temperature", f"{given(t)} is out of range; it must be a number ≥ 0 (0 means greedy)")
         if not (math.isfinite(p) and 0 < p <= 1):
-            raise ParameterError("top_p", f"{p:g} is out of range; it must be in (0, 1]")
+            raise ParameterError("top_p", f"{given(p)} is out of range; it must be in (0, 1]")
         if k is not None and k < 1:
             raise ParameterError("top_k", f"{k} is out of range; it must be at least 1")
+
+
+def given(x: float) -> str:
+    """A number as it was typed: 1.0000001 stays 1.0000001 (not rounded to 1), 0.0 is 0."""
+    return str(int(x)) if math.isfinite(x) and x == int(x) and abs(x) < 1e16 else repr(x)
 
 
 @dataclass
@@ -124,15 +129,18 @@ def top_p_count(probs_desc: torch.Tensor, top_p: float) -> int:
     return max(1, int((mass_before < top_p - TOP_P_TOLERANCE).sum()))
 
 
-def _highest_first(p: torch.Tensor, limit: int, enough) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `limit` largest of p, highest first, or fewer once `enough(values)` says they suffice.
+def _highest_first(logits: torch.Tensor, p: torch.Tensor, limit: int, enough) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probabilities of the `limit` highest logits, highest first, or of fewer once `enough(values)`.
 
-    Sorting all 50k probabilities of a GPT-2 vocabulary takes ~5 ms on a CPU; the mass that
-    top-p and the draw need almost always sits in the first few hundred.
+    Ordered by logit, not by p: at an extreme temperature p underflows to 0 or rounds to a tie for
+    most tokens, and an order taken from p would list arbitrary tokens as the runners-up. Sorting
+    all 50k logits of a GPT-2 vocabulary takes ~5 ms on a CPU; the mass that top-p and the draw
+    need almost always sits in the first few hundred.
     """
     k = min(limit, PREFIX)
     while True:
-        values, ids = torch.topk(p, k)
+        ids = torch.topk(logits, k).indices
+        values = p[ids]
         if k == limit or enough(values):
             return values, ids
         k = min(limit, k * 8)
@@ -148,13 +156,14 @@ def _sample(logits: torch.Tensor, settings: SamplingSettings, generator: torch.G
 
     n_top_k = min(settings.top_k or n_vocab, n_vocab)
     if n_top_k < n_vocab:
-        values, ids = torch.topk(p_temperature, n_top_k)
+        ids = torch.topk(logits, n_top_k).indices
+        values = p_temperature[ids]
         top_k_mass = values.sum().item()
     else:
         top_k_mass = p_temperature.sum().item()
         # Enough once the kept set is complete (top-p reached) or, with no top-p, once u is covered.
         reach = top_p - TOP_P_TOLERANCE if top_p < 1 else u
-        values, ids = _highest_first(p_temperature, n_vocab, lambda v: v.sum().item() / top_k_mass > reach)
+        values, ids = _highest_first(logits, p_temperature, n_vocab, lambda v: v.sum().item() / top_k_mass > reach)
     after_top_k = values / top_k_mass
     n_top_p = top_p_count(after_top_k, top_p) if top_p < 1 else n_top_k
     mass_top_p = after_top_k[:n_top_p].sum().item() if n_top_p < n_top_k else 1.0
@@ -177,7 +186,7 @@ def _candidates(logits, temperature, p_temperature, ids, final, cum_end, n_top_k
     """The leading `keep` tokens by logit, and the chosen one wherever it ranks."""
     leading = ids[:keep].tolist()
     if len(leading) < keep:  # top-k cut inside the leading rows: name the cut ones too, ties in the same order
-        more = torch.topk(p_temperature, min(keep, p_temperature.numel())).indices.tolist()
+        more = torch.topk(logits, min(keep, logits.numel())).indices.tolist()
         leading += [t for t in more if t not in leading][: keep - len(leading)]
     ranks = list(range(len(leading)))
     if chosen_rank >= len(leading):

@@ -18,7 +18,7 @@ import torch
 
 from . import stages as stage_names
 from . import tokenizer
-from .errors import ParameterError, UsageError
+from .errors import ParameterError, TraceGPTError, UsageError
 from .loader import LoadedModel
 from .model import attention_weights, next_token_probs
 from .taps import Run, Tap
@@ -139,6 +139,29 @@ def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
     return ids
 
 
+class NonFiniteError(TraceGPTError):
+    """The model computed NaN or an infinity: broken weights, or an overflow in a low-precision dtype."""
+
+
+def first_non_finite(trace: Trace) -> str | None:
+    """The first recorded stage, in the order of the pass, holding NaN or ±inf; None if every number is finite."""
+    if "logits" in trace and torch.isfinite(trace["logits"]).all():
+        return None  # what comes out is finite, so nothing before it was NaN (the common, cheap case)
+    for name in trace.names():
+        t = trace[name]
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            return name
+    return None
+
+
+def check_finite(trace: Trace) -> Trace:
+    stage = first_non_finite(trace)
+    if stage is not None:
+        raise NonFiniteError(f"the model produced non-finite values (NaN or ∞) at {stage}, the first stage where it "
+                             f"happened; its weights may be corrupted, or a half-precision dtype overflowed")
+    return trace
+
+
 def check_position(n_tokens: int, position: int | None, parameter: str = "position") -> int:
     """A token position counted from 0; negative counts from the end; None is the last."""
     position = -1 if position is None else position
@@ -160,12 +183,18 @@ def run_trace(lm: LoadedModel, prompt: str, layers=None, stages=None, dtype: tor
 
     `taps` run before the recorder, so what they change is what the trace holds.
     """
-    ids = encode_prompt(lm, prompt)
+    return trace_ids(lm, encode_prompt(lm, prompt), prompt, layers, stages, dtype, taps)
+
+
+def trace_ids(lm: LoadedModel, ids: list[int], prompt: str | None = None, layers=None, stages=None,
+              dtype: torch.dtype | None = None, taps: Sequence[Tap] = ()) -> Trace:
+    """run_trace for token ids (the prompt, if not given, is their decoded text)."""
     check_layers(layers, lm.config.n_layer, lm.name)
     tracer = Tracer(layers=layers, stages=stages, dtype=dtype, derive=True)
     with torch.no_grad():
         lm.model(torch.tensor([ids], device=lm.device), taps=[*taps, tracer])
-    return trace_of(lm, prompt, ids, tracer)
+    prompt = lm.encoding.decode(ids, errors="replace") if prompt is None else prompt
+    return check_finite(trace_of(lm, prompt, ids, tracer))
 
 
 def trace_of(lm: LoadedModel, prompt: str, ids: list[int], tracer: Tracer) -> Trace:

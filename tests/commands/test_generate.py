@@ -270,3 +270,12 @@ def test_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert all(json.loads(line)["event"] == "step" for line in first)
     assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_show_sampling_past_the_last_step_says_so_in_json_too(run_cli):
+    r = run_cli("generate", "I love", "-n", "3", "--greedy", "--show-sampling", "3", "--stop", ",", "--json")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.exit_code == 0, r.stderr
+    notices = [e for e in events if e["event"] == "notice"]
+    assert events[-1]["event"] == "done" and len(events) - 2 < 3
+    assert notices and "step 3 never ran" in notices[0]["message"]

@@ -7,33 +7,66 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import TraceGPTError, UsageError
+from .. import files
+from ..errors import UsageError
+
+# More text than any GPT-2 context can hold (1,024 tokens of GPT-2's longest token, 128 bytes, is
+# 128 KiB), read before a checkpoint says its own bound: standard input is never read past this.
+MAX_STDIN_BYTES = 16 * 2**20
 
 
 def read_prompt(prompt: str, model: str | None) -> str:
     """The prompt argument; '-' reads standard input as UTF-8 (one trailing newline dropped).
 
     A prompt far too long for the embedded model is refused here, before torch is imported
-    (seconds on a small machine); other models check it once loaded.
+    (seconds on a small machine); other models check it once loaded. Standard input is read
+    only as far as the model's context could hold, so `yes | tracegpt trace -` ends at once.
     """
-    text = _read_prompt(prompt)
-    from ..embedded import EMBEDDED, check_prompt_fits, default_model_name
+    from ..embedded import EMBEDDED, check_prompt_fits, default_model_name, prompt_byte_limit
 
-    if text and (model or default_model_name()) == EMBEDDED:
+    embedded = (model or default_model_name()) == EMBEDDED
+    if prompt != "-":
+        text = checked_utf8(prompt)
+    else:
+        bound = prompt_byte_limit() if embedded else None
+        text = read_stdin(bound[0] if bound else MAX_STDIN_BYTES, f"{EMBEDDED}'s context of {bound[1]} tokens"
+                          if bound else "any model's context")
+    if text and embedded:
         check_prompt_fits(text)
     return text
 
 
-def _read_prompt(prompt: str) -> str:
-    if prompt != "-":
+def checked_utf8(prompt: str) -> str:
+    """An argument as the shell passed it; bytes that are not UTF-8 are refused, not turned into U+FFFD."""
+    try:
+        prompt.encode("utf-8")
         return prompt
-    data = sys.stdin.buffer.read()
+    except UnicodeEncodeError:
+        raw = prompt.encode("utf-8", errors="surrogateescape")
+        bad = _first_bad_byte(raw)
+        raise UsageError(f"the prompt is not valid UTF-8 ({bad}); pass UTF-8 text") from None
+
+
+def read_stdin(limit: int, holds: str) -> str:
+    if sys.stdin is None:
+        raise UsageError("standard input is closed; give the prompt as an argument instead of '-'")
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"standard input holds more than {limit:,} bytes, more than {holds} can hold; "
+                         f"give a shorter prompt")
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        bad = f"byte 0x{data[e.start]:02x} at offset {e.start}"
-        raise UsageError(f"standard input is not valid UTF-8 ({bad})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"standard input is not valid UTF-8 ({_first_bad_byte(data)})") from None
     return text[:-1] if text.endswith("\n") else text
+
+
+def _first_bad_byte(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"byte 0x{data[e.start]:02x} at offset {e.start}"
+    return "no bad byte"
 
 
 def check_writable(path: str | Path, option: str) -> Path:
@@ -78,8 +111,11 @@ def parse_indices(spec: str | None, option: str, noun: str, count: int, model: s
 
 
 def emit_json(doc: dict) -> None:
-    # json.dumps, never rich: rich wraps long lines when stdout is not a terminal.
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    from ..views.common import writes_unicode
+
+    # json.dumps, never rich: rich wraps long lines when stdout is not a terminal. Output that
+    # cannot hold Unicode gets \uXXXX escapes: the same JSON, in ASCII.
+    sys.stdout.write(json.dumps(doc, ensure_ascii=not writes_unicode(sys.stdout)) + "\n")
     sys.stdout.flush()
 
 
@@ -104,7 +140,4 @@ def save_exports(console, svg: Path | None, html: Path | None, title: str) -> No
     if html is not None:
         exports.append((html, console.export_html(clear=False)))
     for path, text in exports:
-        try:
-            Path(path).write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise TraceGPTError(f"cannot write {path}: {e.strerror or e}") from None
+        files.write_text(path, text)

@@ -119,7 +119,11 @@ class JsonOutput:
 
     def done(self, gen, prompt: str, steps) -> None:
         from ..export import done_event
+        from ..texts import say
 
+        wanted = self.opts.show_sampling
+        if wanted is not None and wanted > len(steps):
+            emit_json({"event": "notice", "message": say("generate", "pipeline_missing", step=wanted, n=len(steps))})
         emit_json(done_event(gen, prompt))
 
 
