@@ -22,7 +22,9 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from conftest import assert_one_line_error  # noqa: E402
 
-from tracegpt import checkpoints, costs, loader  # noqa: E402
+from tracegpt import costs, loader  # noqa: E402
+from tracegpt.checkpoints import CheckpointError  # noqa: E402
+from tracegpt.checkpoints.cache import read_shard_index  # noqa: E402
 from tracegpt.errors import UsageError  # noqa: E402
 from tracegpt.tokenizer import TokenizerError  # noqa: E402
 from tracegpt.tracer import run_trace  # noqa: E402
@@ -349,7 +351,7 @@ def test_a_name_resolves_in_the_cache_with_hf_hub_cache(made, tmp_path, monkeypa
     ids = torch.tensor([lm.encode(PROMPT)])
     with torch.no_grad():
         assert (lm.model(ids) - hf(ids).logits).abs().max().item() <= 1e-4
-    with pytest.raises(checkpoints.CheckpointError, match="llama"):
+    with pytest.raises(CheckpointError, match="llama"):
         loader.load("acme/tiny-gpt@" + "b" * 40)  # another revision, asked for by its commit
     snapshot_file = tmp_path / "hub" / "models--acme--tiny-gpt" / "snapshots" / ("a" * 40) / "model.safetensors"
     assert snapshot_file.is_symlink()
@@ -519,7 +521,7 @@ def test_direct_errors_are_the_right_kind(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="folder, or a .safetensors or .bin"):
         loader.load(str(tmp_path / "notes.txt"))
     with pytest.raises(WeightsError):
-        checkpoints.read_shard_index(tmp_path / "notes.txt")
+        read_shard_index(tmp_path / "notes.txt")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import TraceGPTError  # noqa: E402
+from .errors import ParameterError, TraceGPTError  # noqa: E402
 
 
 def _error(message: str, code: int) -> int:
@@ -65,6 +65,8 @@ def _exit_code_for(e: Exception) -> int:
     if name == "NoArgsIsHelpError":
         print(e.ctx.get_help())
         return 0
+    if isinstance(e, ParameterError):
+        return _error(e.said_as(e.flag), e.exit_code)
     if isinstance(e, TraceGPTError):
         return _error(str(e), e.exit_code)
     if _is_usage(e):

@@ -1,4 +1,4 @@
-"""Reading and writing weights: safetensors only, and the GPT-2 (Hugging Face) name mapping.
+"""Reading and writing weights (safetensors; pytorch_model.bin read only) and the GPT-2 (Hugging Face) names.
 
 Our module names and layouts follow GPT-2's checkpoint keys (wte, wpe, h.N.attn.c_attn, ...;
 the four projections stored [in, out]), so a Hugging Face state dict maps onto ours by dropping
@@ -8,7 +8,9 @@ the `transformer.` prefix.
 from __future__ import annotations
 
 import json
+import math
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,11 +27,18 @@ class WeightsError(TraceGPTError):
     pass
 
 
-def check_safetensors_header(path: Path) -> None:
-    """Refuse a file whose header is unreadable or claims data beyond the end of the file.
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
-    safetensors would raise too, but checking first lets us name the problem in one line and
-    never allocate what an absurd header asks for.
+
+def read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """A safetensors file's header (name -> dtype, shape, data_offsets) and where its data starts.
+
+    Checked before anything else is read: a file whose header is unreadable or claims data
+    beyond the end of the file is refused in one line, and never allocates what it asks for.
     """
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -45,10 +54,9 @@ def check_safetensors_header(path: Path) -> None:
             raise WeightsError(f"{path}: safetensors header is not valid JSON; corrupted file") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: safetensors header is not a JSON object")
+    header.pop("__metadata__", None)
     data_size = size - 8 - n
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
         try:
             start, end = info["data_offsets"]
             ok = 0 <= start <= end <= data_size
@@ -58,20 +66,41 @@ def check_safetensors_header(path: Path) -> None:
             raise WeightsError(
                 f"{path}: tensor {name!r} lies outside the file's {data_size} data bytes; truncated or corrupted"
             )
+    return header, 8 + n
+
+
+def iter_safetensors(path: Path, skip=lambda name: False) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) from a safetensors file, read with plain reads rather than a memory map.
+
+    A memory map would count the whole file in the process's resident memory while the tensors
+    are copied out of it; reading each tensor into its own buffer keeps the peak at one tensor.
+    """
+    header, data_start = read_safetensors_header(path)
+    with open(path, "rb") as f:
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            if skip(name):
+                continue
+            dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+            if dtype is None:
+                raise WeightsError(f"{path}: tensor {name!r} is stored as {info.get('dtype')}, "
+                                   f"which tracegpt cannot read")
+            start, end = info["data_offsets"]
+            shape = info.get("shape", [])
+            if end - start != math.prod(shape) * dtype.itemsize:
+                raise WeightsError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape}; corrupted file")
+            buf = bytearray(end - start)
+            f.seek(data_start + start)
+            if f.readinto(buf) != len(buf):
+                raise WeightsError(f"{path}: tensor {name!r} is cut short; truncated file")
+            yield name, (torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)).reshape(shape)
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """Every tensor of a safetensors file, as stored."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    check_safetensors_header(path)
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-        raise WeightsError(f"{path}: cannot read safetensors: {str(e).splitlines()[0]}") from None
+    return dict(iter_safetensors(path))
 
 
 def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
@@ -87,6 +116,44 @@ def read_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: cannot read pytorch weights: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def iter_pytorch_bin(path: Path, skip) -> Iterator[tuple[str, torch.Tensor]]:
+    state = read_pytorch_bin(path)  # weights_only=True: tensors, never code
+    for name in list(state):
+        tensor = state.pop(name)  # let each original go as soon as it is converted
+        if not skip(name):
+            yield name, tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# A Hugging Face checkpoint's tensors, one file after another: renamed and cast as they are
+# read, so the peak is about the finished model plus one tensor (gpt2-xl in float32 is
+# 6.2 GB; twice that would not fit).
+
+
+def _skipped(hf_name: str, tie: bool) -> bool:
+    name = hf_name.removeprefix("transformer.")
+    # The causal-mask buffers some files carry (we compute the mask), and a tied head's copy of wte.
+    return name.endswith(IGNORED_SUFFIXES) or (tie and name == "lm_head.weight")
+
+
+def read_weights(paths: list[Path], tie: bool, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under our names (prefix dropped), cast to dtype."""
+    state: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for path in paths:
+        reader = iter_safetensors if path.suffix == ".safetensors" else iter_pytorch_bin
+        for hf_name, tensor in reader(path, lambda n: _skipped(n, tie)):
+            name = hf_name.removeprefix("transformer.")
+            if name in state:
+                raise WeightsError(f"{path}: tensor {name!r} appears twice (as {origin[name]!r} and {hf_name!r})")
+            if not tensor.is_floating_point():
+                raise WeightsError(f"{path}: tensor {hf_name!r} is {tensor.dtype}, not floating point")
+            if tensor.dtype != dtype or not tensor.is_contiguous():
+                tensor = torch.empty(tensor.shape, dtype=dtype).copy_(tensor)  # one copy: cast
+            state[name], origin[name] = tensor, hf_name
     return state
 
 
