@@ -331,9 +331,11 @@ def test_weights_that_do_not_match_the_config_name_the_first_tensor(made, tmp_pa
     assert_one_line_error(run_cli("trace", "hi", "--model", folder),
                           "tensor 'wte.weight' has shape [397, 48] but the config needs [397, 45]", code=1)
     edit_config(folder, n_embd=48, n_layer=4)
-    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "tensor 'h.3.ln_1.weight' missing", code=1)
+    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "model.safetensors: holds 3 blocks (h.0 to h.2) "
+                          f"but {folder / 'config.json'} has n_layer 4", code=1)
     edit_config(folder, n_layer=2)
-    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "unexpected tensor 'h.2.", code=1)
+    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "holds 3 blocks (h.0 to h.2) but",
+                          "has n_layer 2", code=1)
     edit_config(folder, n_layer=3, tie_word_embeddings=False)
     assert_one_line_error(run_cli("trace", "hi", "--model", folder), "tensor 'lm_head.weight' missing", code=1)
 

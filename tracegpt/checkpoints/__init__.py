@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass
 import tiktoken
 import torch
 
+from ..files import why
 from ..model import GPT
-from ..weights import build_model, read_weights
+from ..weights import checkpoint_tensors, load_model
 from .cache import CheckpointError, CheckpointFiles, resolve
-from .config import read_config
+from .config import check_sizes, read_config
 from .hf_tokenizer import read_tokenizer
 
 __all__ = ["Checkpoint", "CheckpointError", "CheckpointFiles", "load_checkpoint", "resolve"]
@@ -37,13 +38,26 @@ class Checkpoint:
 
 
 def load_checkpoint(source: str, dtype: torch.dtype = torch.float32) -> Checkpoint:
-    """A local GPT-2 checkpoint (path or cached name), its model on the CPU in `dtype`."""
+    """A local GPT-2 checkpoint (path or cached name), its model on the CPU in `dtype`.
+
+    Everything a file says about sizes is checked against the others before anything is
+    built or read: the config against the weights' headers, the tokenizer against the config,
+    every tensor's shape against the model; only then are the tensors read.
+    """
+    try:
+        return _load(source, dtype)
+    except OSError as e:  # a folder or file that cannot be listed or read, wherever it turns up
+        raise CheckpointError(f"{e.filename or source}: cannot read ({why(e)})") from None
+
+
+def _load(source: str, dtype: torch.dtype) -> Checkpoint:
     files = resolve(source)
     config, raw = read_config(files.folder)
-    encoding, tokenizer_card = read_tokenizer(files.folder, files.name, config.vocab_size)
-    state = read_weights(files.weights, tie=config.tie_embeddings, dtype=dtype)
+    stored = checkpoint_tensors(files.weights, tie=config.tie_embeddings)  # headers only
     where = str(files.weights[0]) if len(files.weights) == 1 else f"{files.folder} ({len(files.weights)} shards)"
-    model = build_model(config, state, source=where, dtype=dtype)
+    check_sizes(config, raw, stored, weights=where, config_path=files.folder / "config.json")
+    encoding, tokenizer_card = read_tokenizer(files.folder, files.name, config.vocab_size)
+    model = load_model(config, stored, source=where, dtype=dtype)
     card = {
         "source": str(files.folder), "origin": files.origin, "revision": files.revision,
         "weights": [p.name for p in files.weights], "format": files.format,

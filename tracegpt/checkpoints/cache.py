@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..embedded import EMBEDDED
 from ..errors import ParameterError, TraceGPTError, UsageError
+from ..files import read_json
 from ..weights import WeightsError
 
 
@@ -46,17 +47,27 @@ class CheckpointFiles:
         return "safetensors" if self.weights[0].suffix == ".safetensors" else "pytorch"
 
 
+CACHE_SETTINGS = (  # the order huggingface_hub reads them in, and where each puts the hub cache
+    ("HF_HUB_CACHE", ()), ("HUGGINGFACE_HUB_CACHE", ()), ("HF_HOME", ("hub",)),
+    ("XDG_CACHE_HOME", ("huggingface", "hub")),
+)
+
+
 def hub_cache_dir() -> tuple[Path, str]:
-    """The Hugging Face hub cache, and which setting chose it (the order huggingface_hub uses)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser(), "HF_HUB_CACHE"
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser(), "HUGGINGFACE_HUB_CACHE"
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub", "HF_HOME"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "huggingface" / "hub", "XDG_CACHE_HOME"
+    """The Hugging Face hub cache, and which setting chose it."""
+    for variable, below in CACHE_SETTINGS:
+        value = os.environ.get(variable)
+        if value:
+            try:
+                return Path(value).expanduser().joinpath(*below), variable
+            except RuntimeError:  # ~user for a user this machine does not have
+                raise UsageError(f"{variable}={value}: {_no_user(value)}") from None
     return Path.home() / ".cache" / "huggingface" / "hub", "the default"
+
+
+def _no_user(path: str) -> str:
+    user = path.split("/")[0].removeprefix("~")
+    return f"no user {user!r} here, so ~{user} names no folder"
 
 
 def repo_ids(name: str) -> list[str]:
@@ -76,7 +87,7 @@ def find_snapshot(repo_dir: Path, revision: str | None) -> tuple[Path, str] | No
     snapshots = repo_dir / "snapshots"
     ref = repo_dir / "refs" / (revision or "main")
     if ref.is_file():
-        commit = ref.read_text().strip()
+        commit = read_ref(ref)
         if (snapshots / commit).is_dir():
             return snapshots / commit, commit
     if revision is not None:
@@ -89,9 +100,26 @@ def find_snapshot(repo_dir: Path, revision: str | None) -> tuple[Path, str] | No
     return newest, newest.name
 
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def read_ref(ref: Path) -> str:
+    """The commit a refs/ file names: huggingface_hub writes the 40 hex digits and nothing else."""
+    try:
+        commit = ref.read_bytes().decode("ascii").strip()
+    except UnicodeDecodeError:
+        commit = None
+    if commit is None or not COMMIT.fullmatch(commit):
+        raise CheckpointError(f"{ref}: not a commit hash (a ref holds 40 hex digits); the cache looks damaged, "
+                              f"download the model again")
+    return commit
+
+
 def find_in_cache(name: str) -> CheckpointFiles:
     """A hub-style name in the local cache, or a usage error that says how to get it there."""
     repo, _, revision = name.partition("@")
+    if ".." in revision.split("/"):
+        raise ParameterError("model", f"{name}: revision {revision!r} is not a branch, tag or commit")
     cache, chosen_by = hub_cache_dir()
     for repo_id in repo_ids(repo):
         hit = find_snapshot(cache / cache_folder_name(repo_id), revision or None)
@@ -125,11 +153,24 @@ def find_weights(folder: Path) -> list[Path]:
 
 
 def read_shard_index(index: Path) -> list[Path]:
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-        shards = list(dict.fromkeys(weight_map.values()))  # each shard once, in order
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise WeightsError(f"{index}: not a shard index ({type(e).__name__}: {e})") from None
+    """The shards an index names, each once, in order: files beside it, of the index's own format."""
+    doc = read_json(index, WeightsError)
+    if not isinstance(doc, dict) or "weight_map" not in doc:
+        raise WeightsError(f"{index}: not a shard index (no weight_map)")
+    weight_map = doc["weight_map"]
+    if not isinstance(weight_map, dict):
+        raise WeightsError(f"{index}: weight_map must be a JSON object of tensor -> file")
+    suffix = Path(index.name.removesuffix(".index.json")).suffix  # .safetensors or .bin
+    shards: dict[str, None] = {}
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise WeightsError(f"{index}: weight_map gives {tensor!r} {json.dumps(shard)[:60]}, "
+                               f"which is not a file name")
+        if Path(shard).name != shard or shard in (".", ".."):
+            raise WeightsError(f"{index}: shard {shard!r} is not a file beside the index")
+        if not shard.endswith(suffix):
+            raise WeightsError(f"{index}: shard {shard!r} is not a {suffix} file")
+        shards[shard] = None
     paths = [index.parent / s for s in shards]
     for path in paths:
         if not path.is_file():
@@ -142,7 +183,10 @@ def read_shard_index(index: Path) -> list[Path]:
 def resolve(source: str) -> CheckpointFiles:
     """The model's source as a path (folder or weights file) if it exists, else a name in the local cache."""
     # absolute(), not resolve(): in the HF cache the files are links to blobs/<hash>, named for nothing.
-    path = Path(source).expanduser().absolute()
+    try:
+        path = Path(source).expanduser().absolute()
+    except RuntimeError:  # ~user for a user this machine does not have
+        raise ParameterError("model", f"{source}: {_no_user(source)}") from None
     if path.is_dir():
         folder = path
         return CheckpointFiles(name=folder.name, folder=folder, weights=find_weights(folder), origin="path")

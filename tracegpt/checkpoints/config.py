@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+from ..files import read_json
 from ..model import ACTIVATIONS, GPTConfig
+from ..weights import StoredTensor
 from .cache import CheckpointError
 
 GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -50,14 +53,16 @@ def config_from_hf(raw: dict, where: str) -> GPTConfig:
         raise CheckpointError(f"{where}: config.json is not a JSON object")
     model_type = raw.get("model_type")
     archs = raw.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise CheckpointError(f"{where}: architectures must be a list of names, not {_short(archs)}")
     if model_type not in (None, "gpt2") or (model_type is None and not archs):
-        raise CheckpointError(f"{where}: model_type {model_type!r} is not GPT-2; tracegpt computes the GPT-2 "
+        raise CheckpointError(f"{where}: model_type {_short(model_type)} is not GPT-2; tracegpt computes the GPT-2 "
                               f"architecture only (config.json with model_type 'gpt2')")
     other = [a for a in archs if a not in GPT2_ARCHITECTURES]
     if other:
         raise CheckpointError(f"{where}: architecture {other[0]} is not one tracegpt computes; it runs GPT-2 "
                               f"language models ({' or '.join(GPT2_ARCHITECTURES)})")
-    if raw.get("add_cross_attention"):
+    if _flag(raw, "add_cross_attention", False, where):
         raise CheckpointError(f"{where}: add_cross_attention is set; tracegpt does not compute cross-attention")
     if raw.get("pruned_heads"):
         raise CheckpointError(f"{where}: pruned_heads is set; tracegpt needs every block to keep all its heads")
@@ -65,31 +70,29 @@ def config_from_hf(raw: dict, where: str) -> GPTConfig:
         raise CheckpointError(f"{where}: quantized checkpoints are not supported; use the unquantized weights")
 
     args = {}
-    for ours, (key, alias) in SHAPE_KEYS.items():
-        value = raw.get(key, raw.get(alias, GPT2_DEFAULTS[ours]) if alias else GPT2_DEFAULTS[ours])
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise CheckpointError(f"{where}: {key} must be a positive integer, not {value!r}")
+    for ours in SHAPE_KEYS:
+        spelled, value = spelling(raw, ours)
+        if not _is_positive_int(value):
+            raise CheckpointError(f"{where}: {spelled} must be a positive integer, not {_short(value)}")
         args[ours] = value
     n_inner = raw.get("n_inner")
-    if n_inner is not None and (isinstance(n_inner, bool) or not isinstance(n_inner, int) or n_inner < 1):
-        raise CheckpointError(f"{where}: n_inner must be null or a positive integer, not {n_inner!r}")
+    if n_inner is not None and not _is_positive_int(n_inner):
+        raise CheckpointError(f"{where}: n_inner must be null or a positive integer, not {_short(n_inner)}")
     args["d_mlp"] = n_inner or 0
     eps = raw.get("layer_norm_epsilon", 1e-5)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise CheckpointError(f"{where}: layer_norm_epsilon must be a positive number, not {eps!r}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        raise CheckpointError(f"{where}: layer_norm_epsilon must be a positive finite number, not {_short(eps)}")
     args["layer_norm_eps"] = float(eps)
     activation = raw.get("activation_function", "gelu_new")
+    if not isinstance(activation, str):
+        raise CheckpointError(f"{where}: activation_function must be a string, not {_short(activation)}")
     if activation not in ACTIVATIONS:
-        raise CheckpointError(f"{where}: activation_function {activation!r} is not one tracegpt computes; "
+        raise CheckpointError(f"{where}: activation_function {_short(activation)} is not one tracegpt computes; "
                               f"supported: {', '.join(sorted(ACTIVATIONS))}")
     args["activation"] = activation
     for ours, key in FLAG_KEYS.items():
-        value = raw.get(key, ours == "scale_attn_weights")
-        if not isinstance(value, bool):
-            raise CheckpointError(f"{where}: {key} must be true or false, not {value!r}")
-        args[ours] = value
-    tie = raw.get("tie_word_embeddings", True)
-    args["tie_embeddings"] = bool(tie)
+        args[ours] = _flag(raw, key, ours == "scale_attn_weights", where)
+    args["tie_embeddings"] = _flag(raw, "tie_word_embeddings", True, where)
 
     known = NEUTRAL_KEYS | {"n_inner", "layer_norm_epsilon", "activation_function", "tie_word_embeddings",
                             "add_cross_attention", "pruned_heads", "quantization_config"} \
@@ -106,13 +109,82 @@ def config_from_hf(raw: dict, where: str) -> GPTConfig:
         raise CheckpointError(f"{where}: {e}") from None
 
 
+def spelling(raw: dict, ours: str) -> tuple[str, object]:
+    """A size as config.json gives it: the key it uses (or transformers' alias) and its value."""
+    key, alias = SHAPE_KEYS[ours]
+    if key not in raw and alias in raw:
+        return alias, raw[alias]
+    return key, raw.get(key, GPT2_DEFAULTS[ours])
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _flag(raw: dict, key: str, default: bool, where: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{where}: {key} must be true or false, not {_short(value)}")
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def read_config(folder: Path) -> tuple[GPTConfig, dict]:
     path = folder / "config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         raise CheckpointError(f"{folder}: no config.json; a checkpoint folder needs config.json "
-                              f"(the model's shape) beside its weights") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+                              f"(the model's shape) beside its weights")
+    raw = read_json(path, CheckpointError)
     return config_from_hf(raw, str(path)), raw
+
+
+# ---------------------------------------------------------------------------------------------
+# The config against the weights, before a model is built: a config.json that names sizes its
+# weights do not have (n_layer 100000 beside three blocks) is refused from the files' headers,
+# not after building a model of that size.
+
+BLOCK = re.compile(r"h\.(\d{1,9})\.")
+
+
+def check_sizes(config: GPTConfig, raw: dict, stored: dict[str, StoredTensor], weights: str,
+                config_path: Path) -> None:
+    """Every size in config.json against the shapes of the tensors that hold it (by our names);
+    `weights` names the files, for the one message that is not about a single tensor."""
+    shapes = {name: t.shape for name, t in stored.items()}
+    path_of = {name: t.path for name, t in stored.items()}
+    fields = {ours: spelling(raw, ours) for ours in ("vocab_size", "d_model", "n_ctx")}
+    fields["d_mlp"] = ("n_inner", raw.get("n_inner") or None)
+    holders = [  # a tensor, the shape the config gives it, and the config's field for each dimension
+        ("wte.weight", [config.vocab_size, config.d_model], ("vocab_size", "d_model")),
+        ("wpe.weight", [config.n_ctx, config.d_model], ("n_ctx", "d_model")),
+    ]
+    for name, needs, dims in holders:
+        _check_tensor(name, needs, dims, shapes, path_of, fields, config_path)
+
+    numbers = sorted({int(m.group(1)) for name in shapes if (m := BLOCK.match(name))})
+    held = len(numbers)
+    if numbers != list(range(held)):
+        gap = next(i for i in range(held) if i not in set(numbers))
+        raise CheckpointError(f"{weights}: has blocks up to h.{numbers[-1]} but no h.{gap}; the blocks must be "
+                              f"numbered from h.0 without gaps")
+    if held != config.n_layer:
+        key, value = spelling(raw, "n_layer")
+        blocks = f"{held} blocks (h.0 to h.{held - 1})" if held else "no blocks"
+        raise CheckpointError(f"{weights}: holds {blocks} but {config_path} has {key} {value}")
+    _check_tensor("h.0.mlp.c_fc.weight", [config.d_model, config.d_mlp], ("d_model", "d_mlp"),
+                  shapes, path_of, fields, config_path)
+
+
+def _check_tensor(name, needs, dims, shapes, path_of, fields, config_path):
+    got = shapes.get(name)
+    if got is None or list(got) == needs:
+        return  # a missing tensor is named when the model's full list is checked
+    field = next((f for f, g, n in zip(dims, got, needs) if g != n), dims[0])
+    key, value = fields[field]
+    said = f"has {key} {value}" if value is not None else f"has no {key}, which means 4 * n_embd = {needs[1]}"
+    raise CheckpointError(f"{path_of[name]}: tensor {name!r} has shape {list(got)} but the config needs {needs} "
+                          f"({config_path} {said})")

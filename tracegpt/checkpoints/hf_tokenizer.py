@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import tiktoken
 
+from ..files import read_json, why
 from ..tokenizer import GPT2_SPLIT, TokenizerError
 
 
@@ -33,10 +33,31 @@ def _token_bytes(token: str) -> bytes | None:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TokenizerError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
+    return read_json(path, TokenizerError)
+
+
+def _object(doc, path: Path) -> dict:
+    if not isinstance(doc, dict):
+        raise TokenizerError(f"{path}: is not a JSON object")
+    return doc
+
+
+def _token_id(value, path: Path, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise TokenizerError(f"{path}: {what} has id {value!r}, not a token id (a whole number from 0)")
+
+
+def _merges(items, path: Path) -> list[tuple[str, str]]:
+    if not isinstance(items, list):
+        raise TokenizerError(f"{path}: merges must be a list, not {type(items).__name__}")
+    merges = []
+    for number, m in enumerate(items, 1):
+        pair = m.split(" ") if isinstance(m, str) else m
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise TokenizerError(f"{path}: merge {number} is not a pair of tokens")
+        merges.append((pair[0], pair[1]))
+    return merges
 
 
 def read_bpe_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]], str]:
@@ -50,7 +71,7 @@ def read_bpe_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]],
         try:
             lines = merges_path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
-            raise TokenizerError(f"{merges_path}: cannot read ({e})") from None
+            raise TokenizerError(f"{merges_path}: cannot read ({why(e)})") from None
         merges = []
         for number, line in enumerate(lines, 1):
             if not line or (number == 1 and line.startswith("#version")):
@@ -59,26 +80,28 @@ def read_bpe_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]],
             if len(parts) != 2:
                 raise TokenizerError(f"{merges_path}: line {number} is not two tokens separated by a space")
             merges.append((parts[0], parts[1]))
-        source = "vocab.json + merges.txt"
+        source, vocab_file = "vocab.json + merges.txt", vocab_path
     elif tok_path.is_file():
         doc = _read_json(tok_path)
         doc = doc if isinstance(doc, dict) else {}
-        model, pre = doc.get("model") or {}, doc.get("pre_tokenizer") or {}
+        model, pre = doc.get("model"), doc.get("pre_tokenizer")
+        model, pre = (x if isinstance(x, dict) else {} for x in (model, pre))
         if model.get("type") != "BPE" or pre.get("type") != "ByteLevel" or doc.get("normalizer") \
                 or not pre.get("use_regex", True) or pre.get("add_prefix_space") \
                 or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix") or model.get("dropout"):
-            raise TokenizerError(f"{tok_path}: not a GPT-2 style byte-level BPE tokenizer (model {model.get('type')}, "
-                                 f"pre-tokenizer {pre.get('type')}); tracegpt reads GPT-2's byte-level BPE only")
+            raise TokenizerError(f"{tok_path}: not a GPT-2 style byte-level BPE tokenizer (model "
+                                 f"{_short(model.get('type'))}, pre-tokenizer {_short(pre.get('type'))}); "
+                                 f"tracegpt reads GPT-2's byte-level BPE only")
         vocab = model.get("vocab")
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
-        source = "tokenizer.json"
+        merges = _merges(model.get("merges", []), tok_path)
+        source, vocab_file = "tokenizer.json", tok_path
     else:
         raise TokenizerError(f"{folder}: no tokenizer files; copy the model's vocab.json and merges.txt "
                              f"(or tokenizer.json) beside its config.json")
-    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
-        raise TokenizerError(f"{folder}: the vocabulary in {source} is not a JSON object of token -> id")
-    if any(len(m) != 2 for m in merges):
-        raise TokenizerError(f"{folder}: a merge in {source} is not a pair of tokens")
+    if not isinstance(vocab, dict):
+        raise TokenizerError(f"{vocab_file}: the vocabulary is not a JSON object of token -> id")
+    for token, i in vocab.items():
+        _token_id(i, vocab_file, f"token {token!r}")
     return vocab, merges, source
 
 
@@ -87,24 +110,39 @@ def read_added_tokens(folder: Path) -> dict[str, int]:
     added: dict[str, int] = {}
     tok = folder / "tokenizer.json"
     if tok.is_file():
-        for t in (_read_json(tok) or {}).get("added_tokens") or []:
-            if isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int):
-                added[t["content"]] = t["id"]
+        entries = _object(_read_json(tok), tok).get("added_tokens", [])
+        if not isinstance(entries, list):
+            raise TokenizerError(f"{tok}: added_tokens must be a list, not {type(entries).__name__}")
+        for number, t in enumerate(entries, 1):
+            if not isinstance(t, dict) or not isinstance(t.get("content"), str):
+                raise TokenizerError(f"{tok}: added token {number} is not an object with a content string")
+            added[t["content"]] = _token_id(t.get("id"), tok, f"added token {t['content']!r}")
     config = folder / "tokenizer_config.json"
     if config.is_file():
-        doc = _read_json(config) or {}
+        doc = _object(_read_json(config), config)
         if doc.get("add_prefix_space"):
             raise TokenizerError(f"{config}: add_prefix_space is true; tracegpt's tokenizer never adds a space before "
                                  f"the text, so its ids would differ from the checkpoint's; set it to false")
-        for i, t in (doc.get("added_tokens_decoder") or {}).items():
-            if isinstance(t, dict) and isinstance(t.get("content"), str) and str(i).isdigit():
-                added[t["content"]] = int(i)
+        decoder = doc.get("added_tokens_decoder") or {}
+        if not isinstance(decoder, dict):
+            raise TokenizerError(f"{config}: added_tokens_decoder must be a JSON object of id -> token, "
+                                 f"not {type(decoder).__name__}")
+        for i, t in decoder.items():
+            if not i.isdecimal() or not i.isascii():
+                raise TokenizerError(f"{config}: added_tokens_decoder key {_short(i)} is not a token id")
+            if not isinstance(t, dict) or not isinstance(t.get("content"), str):
+                raise TokenizerError(f"{config}: added_tokens_decoder {i} is not an object with a content string")
+            added[t["content"]] = int(i)
     extra = folder / "added_tokens.json"
     if extra.is_file():
-        for content, i in (_read_json(extra) or {}).items():
-            if isinstance(i, int):
-                added[content] = i
+        for content, i in _object(_read_json(extra), extra).items():
+            added[content] = _token_id(i, extra, f"added token {content!r}")
     return added
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def bpe_tables(vocab: dict[str, int], merges: list[tuple[str, str]], added: dict[str, int],
@@ -121,6 +159,8 @@ def bpe_tables(vocab: dict[str, int], merges: list[tuple[str, str]], added: dict
     specials: dict[str, int] = {}
     for token, i in vocab.items():
         raw = _token_bytes(token)
+        if raw == b"":
+            raise TokenizerError(f"{where}: token id {i} is the empty string")
         if raw is None:
             if token not in added:
                 raise TokenizerError(f"{where}: token {token!r} (id {i}) is not spelled in GPT-2's byte-level alphabet")
@@ -164,7 +204,16 @@ def bpe_tables(vocab: dict[str, int], merges: list[tuple[str, str]], added: dict
     return ranks, specials
 
 
+# How many ids a model's vocabulary may have past its tokenizer's. GPT-2 checkpoints are
+# sometimes padded to a round number for faster matmuls: nanoGPT's 50257 -> 50304 (a multiple
+# of 64), 128 in many training setups, Megatron's 128 x tensor-parallel ranks. 1024 covers all of
+# these; each padding id gets an <|unused_i|> entry, and a config far past the tokenizer (a
+# vocab_size of 10^7 once built 7 GB of entries and crashed tiktoken) belongs to another tokenizer.
+MAX_PADDING = 1024
+
+
 def read_tokenizer(folder: Path, name: str, vocab_size: int) -> tuple[tiktoken.Encoding, dict]:
+    """The checkpoint's tokenizer for a model of vocab_size ids (config.json's vocab_size)."""
     vocab, merges, source = read_bpe_files(folder)
     where = f"{folder} ({source})"
     ranks, specials = bpe_tables(vocab, merges, read_added_tokens(folder), where)
@@ -172,13 +221,19 @@ def read_tokenizer(folder: Path, name: str, vocab_size: int) -> tuple[tiktoken.E
     if top >= vocab_size:
         raise TokenizerError(f"{where}: token id {top} does not exist in the model, whose vocabulary has "
                              f"{vocab_size} ids; the tokenizer belongs to another model")
-    named = {**specials}
+    known = set(ranks.values()) | set(specials.values())
+    if vocab_size - len(known) > MAX_PADDING:
+        raise TokenizerError(f"{folder / 'config.json'}: has vocab_size {vocab_size} but the tokenizer ({source}) has "
+                             f"{len(known)} tokens; padding is at most {MAX_PADDING} ids, so the tokenizer belongs to "
+                             f"another model")
     # A model whose vocabulary was padded past the tokenizer (to a round number) can still
     # predict the padding ids; name them so that every id decodes.
-    known = set(ranks.values()) | set(specials.values())
     unused = [i for i in range(vocab_size) if i not in known]
-    named.update({f"<|unused_{i}|>": i for i in unused})
-    encoding = tiktoken.Encoding(name=name, pat_str=GPT2_SPLIT, mergeable_ranks=ranks, special_tokens=named)
+    named = {**specials, **{f"<|unused_{i}|>": i for i in unused}}
+    try:
+        encoding = tiktoken.Encoding(name=name, pat_str=GPT2_SPLIT, mergeable_ranks=ranks, special_tokens=named)
+    except ValueError as e:
+        raise TokenizerError(f"{where}: tiktoken cannot build this tokenizer ({why(e)})") from None
     card = {"source": source, "n_tokens": len(ranks) + len(specials), "n_merges": len(merges),
             "special_tokens": specials, "unused_ids": len(unused)}
     return encoding, card
