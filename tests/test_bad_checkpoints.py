@@ -441,3 +441,17 @@ def test_unreadable_files_are_named(made, tmp_path, run_cli, name, file):
     finally:
         path.chmod(0o755)
     assert_one_line_error(result, str(path.resolve() if file == "." else path), "permission denied", code=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 9: a vocabulary without <|endoftext|>
+
+
+def test_a_vocabulary_without_end_of_text_loads_and_says_so(made, tmp_path, lm):
+    folder = broken_copy(made, tmp_path)
+    edit_vocab(folder, lambda v: v.pop("<|endoftext|>"))
+    checkpoint = loader.load(str(folder))
+    assert checkpoint.end_of_text is None
+    assert checkpoint.token_text(0) == "<|unused_0|>"  # its id stays, unused
+    assert loader.load(str(made["3L3H-tied"][0])).end_of_text == 0
+    assert lm.end_of_text == lm.encoding.eot_token == lm.config.vocab_size - 1

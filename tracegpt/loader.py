@@ -34,6 +34,13 @@ class LoadedModel:
         return self.model.wte.weight.device
 
     @cached_property
+    def end_of_text(self) -> int | None:
+        """The id of <|endoftext|>; None for a vocabulary without it, as some GPT-2-style checkpoints have."""
+        if tokenizer.END_OF_TEXT not in self.encoding.special_tokens_set:
+            return None
+        return self.encoding.encode_single_token(tokenizer.END_OF_TEXT)
+
+    @cached_property
     def longest_token_bytes(self) -> int:
         return max(len(b) for b in self.encoding.token_byte_values())
 
