@@ -8,6 +8,7 @@ byte-level BPE trained on a few KB of varied text.
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import torch
@@ -119,3 +120,22 @@ def edit_config(folder: Path, **changes):
     config = json.loads(path.read_text())
     config.update(changes)
     path.write_text(json.dumps(config))
+
+
+# Safetensors files taken apart: an 8-byte little-endian header length, the JSON header, the data.
+
+
+def read_safetensors_parts(path):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def write_safetensors(path, header: bytes, body: bytes):
+    path.write_bytes(struct.pack("<Q", len(header)) + header + body)
+
+
+def rewrite_header(path, change):
+    header, body = read_safetensors_parts(path)
+    change(header)
+    write_safetensors(path, json.dumps(header).encode(), body)

@@ -7,7 +7,6 @@ file that makes tracegpt allocate gigabytes fails its case instead of eating the
 
 import json
 import os
-import struct
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from checkpoint_kit import broken_copy, edit_config  # noqa: E402
+from checkpoint_kit import broken_copy, edit_config, rewrite_header, write_safetensors  # noqa: E402
 from conftest import assert_one_line_error  # noqa: E402
 from limited_cli import LimitedCli  # noqa: E402
 
@@ -205,20 +204,12 @@ def test_json_nested_100000_deep_is_refused(made, tmp_path, cli):
 # Item 8: malformed files, each named with what is wrong with it
 
 
-def read_safetensors_parts(path):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + n]), data[8 + n:]
-
-
-def write_safetensors(path, header: bytes, body: bytes):
-    path.write_bytes(struct.pack("<Q", len(header)) + header + body)
-
-
-def rewrite_header(path, change):
-    header, body = read_safetensors_parts(path)
-    change(header)
-    write_safetensors(path, json.dumps(header).encode(), body)
+@pytest.mark.parametrize("file", ["config.json", "vocab.json", "merges.txt"])
+def test_text_files_that_are_not_utf8_are_named(made, tmp_path, cli, file):
+    folder = broken_copy(made, tmp_path)
+    path = folder / file
+    path.write_bytes(path.read_bytes()[:-3] + b"\xc2")  # a character cut in half, as a truncated copy leaves it
+    refused(trace(cli, folder), str(path), "not UTF-8 text: byte 0xc2")
 
 
 def set_entry(key, value, tensor="transformer.h.0.ln_1.weight"):

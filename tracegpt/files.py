@@ -26,6 +26,8 @@ def why(e: BaseException) -> str:
     """What went wrong, in words: "permission denied" rather than "[Errno 13] Permission denied: '/x'"."""
     if isinstance(e, OSError) and e.strerror:
         return e.strerror[0].lower() + e.strerror[1:]
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start}"
     if isinstance(e, RecursionError):
         return "nested too deeply"
     return plain(e) or type(e).__name__
@@ -38,7 +40,7 @@ def parse_json(data: bytes | str, where: object, error: type[TraceGPTError] = Tr
         # json's parser recurses once per level; 100,000 nested lists exhaust Python's stack.
         raise error(f"{where}: JSON nested too deeply to read") from None
     except ValueError as e:  # malformed JSON, text that is not UTF-8, an integer of 5,000 digits
-        raise error(f"{where}: not valid JSON ({plain(e)})") from None
+        raise error(f"{where}: not valid JSON ({why(e)})") from None
 
 
 def read_json(path: Path, error: type[TraceGPTError] = TraceGPTError):
