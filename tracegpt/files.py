@@ -22,6 +22,12 @@ def plain(message: object, limit: int = 200) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
+def short(value, limit: int = 60) -> str:
+    """A value from a file, as repr shows it, cut to fit in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def why(e: BaseException) -> str:
     """What went wrong, in words: "permission denied" rather than "[Errno 13] Permission denied: '/x'"."""
     if isinstance(e, OSError) and e.strerror:

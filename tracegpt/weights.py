@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .errors import TraceGPTError
-from .files import ANSI, parse_json, plain, why
+from .files import ANSI, parse_json, plain, short, why
 from .model import GPT, GPTConfig
 
 # Buffers some GPT-2 files carry: the causal mask and its fill value. We compute the mask instead.
@@ -79,11 +79,6 @@ def _is_count(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _safetensors_header(path: Path) -> tuple[dict, int, int]:
     """The header as JSON, where the data starts, and how many data bytes the file has."""
     try:
@@ -117,21 +112,21 @@ def safetensors_tensors(path: Path) -> list[StoredTensor]:
         where = f"{path}: tensor {name!r}"
         if name == "__metadata__":
             if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
-                raise WeightsError(f"{path}: __metadata__ must map names to strings, not {_short(info)}")
+                raise WeightsError(f"{path}: __metadata__ must map names to strings, not {short(info)}")
             continue
         if not isinstance(info, dict):
             raise WeightsError(f"{where} is not a JSON object of dtype, shape and data_offsets")
         stored_as = info.get("dtype")
         dtype = SAFETENSORS_DTYPES.get(stored_as) if isinstance(stored_as, str) else None
         if dtype is None:
-            raise WeightsError(f"{where}: dtype {_short(stored_as)} is not one tracegpt reads "
+            raise WeightsError(f"{where}: dtype {short(stored_as)} is not one tracegpt reads "
                                f"({', '.join(SAFETENSORS_DTYPES)})")
         shape = info.get("shape")
         if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            raise WeightsError(f"{where}: shape must be a list of sizes, not {_short(shape)}")
+            raise WeightsError(f"{where}: shape must be a list of sizes, not {short(shape)}")
         offsets = info.get("data_offsets")
         if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
-            raise WeightsError(f"{where}: data_offsets must be two integers, not {_short(offsets)}")
+            raise WeightsError(f"{where}: data_offsets must be two integers, not {short(offsets)}")
         start, end = offsets
         if not start <= end <= data_size:
             raise WeightsError(f"{where} lies outside the file's {data_size} data bytes (data_offsets {offsets}); "
@@ -189,7 +184,7 @@ def pytorch_bin_tensors(path: Path) -> list[StoredTensor]:
     tensors = []
     for name, tensor in state.items():
         if not isinstance(name, str):
-            raise WeightsError(f"{path}: key {_short(name)} is not a tensor name")
+            raise WeightsError(f"{path}: key {short(name)} is not a tensor name")
         if not isinstance(tensor, torch.Tensor):
             raise WeightsError(f"{path}: {name!r} is not a tensor (a {type(tensor).__name__})")
         tensors.append(StoredTensor(path, name, tensor.dtype, str(tensor.dtype), tuple(tensor.shape), mapped=tensor))

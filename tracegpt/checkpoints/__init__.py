@@ -8,6 +8,9 @@
 Nothing here touches the network, and transformers is not needed: the files are read directly.
 Whatever the model cannot represent (another architecture, an activation or a flag that changes
 the arithmetic) is refused with a message, rather than traced with wrong numbers.
+
+cache finds the files, config reads config.json (and checks its sizes against the weights),
+hf_tokenizer turns the BPE files into a tiktoken encoding; tracegpt.weights reads the tensors.
 """
 
 from __future__ import annotations

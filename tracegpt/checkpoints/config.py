@@ -7,7 +7,7 @@ import math
 import re
 from pathlib import Path
 
-from ..files import read_json
+from ..files import read_json, short
 from ..model import ACTIVATIONS, GPTConfig
 from ..weights import StoredTensor
 from .cache import CheckpointError
@@ -54,9 +54,9 @@ def config_from_hf(raw: dict, where: str) -> GPTConfig:
     model_type = raw.get("model_type")
     archs = raw.get("architectures") or []
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
-        raise CheckpointError(f"{where}: architectures must be a list of names, not {_short(archs)}")
+        raise CheckpointError(f"{where}: architectures must be a list of names, not {short(archs)}")
     if model_type not in (None, "gpt2") or (model_type is None and not archs):
-        raise CheckpointError(f"{where}: model_type {_short(model_type)} is not GPT-2; tracegpt computes the GPT-2 "
+        raise CheckpointError(f"{where}: model_type {short(model_type)} is not GPT-2; tracegpt computes the GPT-2 "
                               f"architecture only (config.json with model_type 'gpt2')")
     other = [a for a in archs if a not in GPT2_ARCHITECTURES]
     if other:
@@ -73,21 +73,21 @@ def config_from_hf(raw: dict, where: str) -> GPTConfig:
     for ours in SHAPE_KEYS:
         spelled, value = spelling(raw, ours)
         if not _is_positive_int(value):
-            raise CheckpointError(f"{where}: {spelled} must be a positive integer, not {_short(value)}")
+            raise CheckpointError(f"{where}: {spelled} must be a positive integer, not {short(value)}")
         args[ours] = value
     n_inner = raw.get("n_inner")
     if n_inner is not None and not _is_positive_int(n_inner):
-        raise CheckpointError(f"{where}: n_inner must be null or a positive integer, not {_short(n_inner)}")
+        raise CheckpointError(f"{where}: n_inner must be null or a positive integer, not {short(n_inner)}")
     args["d_mlp"] = n_inner or 0
     eps = raw.get("layer_norm_epsilon", 1e-5)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
-        raise CheckpointError(f"{where}: layer_norm_epsilon must be a positive finite number, not {_short(eps)}")
+        raise CheckpointError(f"{where}: layer_norm_epsilon must be a positive finite number, not {short(eps)}")
     args["layer_norm_eps"] = float(eps)
     activation = raw.get("activation_function", "gelu_new")
     if not isinstance(activation, str):
-        raise CheckpointError(f"{where}: activation_function must be a string, not {_short(activation)}")
+        raise CheckpointError(f"{where}: activation_function must be a string, not {short(activation)}")
     if activation not in ACTIVATIONS:
-        raise CheckpointError(f"{where}: activation_function {_short(activation)} is not one tracegpt computes; "
+        raise CheckpointError(f"{where}: activation_function {short(activation)} is not one tracegpt computes; "
                               f"supported: {', '.join(sorted(ACTIVATIONS))}")
     args["activation"] = activation
     for ours, key in FLAG_KEYS.items():
@@ -124,13 +124,8 @@ def _is_positive_int(value) -> bool:
 def _flag(raw: dict, key: str, default: bool, where: str) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
-        raise CheckpointError(f"{where}: {key} must be true or false, not {_short(value)}")
+        raise CheckpointError(f"{where}: {key} must be true or false, not {short(value)}")
     return value
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_config(folder: Path) -> tuple[GPTConfig, dict]:

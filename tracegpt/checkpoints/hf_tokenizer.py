@@ -6,7 +6,7 @@ from pathlib import Path
 
 import tiktoken
 
-from ..files import read_json, why
+from ..files import read_json, short, why
 from ..tokenizer import GPT2_SPLIT, TokenizerError
 
 
@@ -90,7 +90,7 @@ def read_bpe_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]],
                 or not pre.get("use_regex", True) or pre.get("add_prefix_space") \
                 or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix") or model.get("dropout"):
             raise TokenizerError(f"{tok_path}: not a GPT-2 style byte-level BPE tokenizer (model "
-                                 f"{_short(model.get('type'))}, pre-tokenizer {_short(pre.get('type'))}); "
+                                 f"{short(model.get('type'))}, pre-tokenizer {short(pre.get('type'))}); "
                                  f"tracegpt reads GPT-2's byte-level BPE only")
         vocab = model.get("vocab")
         merges = _merges(model.get("merges", []), tok_path)
@@ -129,7 +129,7 @@ def read_added_tokens(folder: Path) -> dict[str, int]:
                                  f"not {type(decoder).__name__}")
         for i, t in decoder.items():
             if not i.isdecimal() or not i.isascii():
-                raise TokenizerError(f"{config}: added_tokens_decoder key {_short(i)} is not a token id")
+                raise TokenizerError(f"{config}: added_tokens_decoder key {short(i)} is not a token id")
             if not isinstance(t, dict) or not isinstance(t.get("content"), str):
                 raise TokenizerError(f"{config}: added_tokens_decoder {i} is not an object with a content string")
             added[t["content"]] = int(i)
@@ -138,11 +138,6 @@ def read_added_tokens(folder: Path) -> dict[str, int]:
         for content, i in _object(_read_json(extra), extra).items():
             added[content] = _token_id(i, extra, f"added token {content!r}")
     return added
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def bpe_tables(vocab: dict[str, int], merges: list[tuple[str, str]], added: dict[str, int],
