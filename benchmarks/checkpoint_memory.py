@@ -64,7 +64,7 @@ def gb(n: float) -> str:
 
 def write_tokenizer(folder: Path, vocab_size: int):
     """A GPT-2-sized byte-level BPE: the 256 bytes, merges of letters (Ġ is a space), <|endoftext|> last."""
-    from tracegpt.checkpoints import bytes_to_unicode
+    from tracegpt.checkpoints.hf_tokenizer import bytes_to_unicode
 
     chars = bytes_to_unicode()
     vocab = {chars[b]: i for i, b in enumerate(sorted(chars))}

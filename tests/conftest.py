@@ -12,6 +12,24 @@ from tracegpt.cli import app  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def bpe_dir(tmp_path_factory):
+    """A small byte-level BPE in GPT-2's files (see checkpoint_kit), made once a run."""
+    pytest.importorskip("tokenizers")
+    from checkpoint_kit import train_bpe
+
+    return train_bpe(tmp_path_factory.mktemp("bpe"))
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory, bpe_dir):
+    """Small GPT-2 checkpoints as transformers saves them: name -> (folder, the transformers model)."""
+    pytest.importorskip("transformers")
+    from checkpoint_kit import make_checkpoints
+
+    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"), bpe_dir)
+
+
+@pytest.fixture(scope="session")
 def lm():
     """The embedded model, loaded once for the whole run."""
     return loader.load()

@@ -1,9 +1,10 @@
 """Local GPT-2 checkpoints against transformers: same token ids, logits, attention and greedy text.
 
-Every checkpoint is made here, nothing is downloaded: transformers builds random-weight
-GPT2LMHeadModels from small, odd configs and saves them (safetensors as `save_pretrained` writes
-them, sharded too, and a hub-style pytorch_model.bin), and `tokenizers` trains a small byte-level
-BPE saved in GPT-2's format. tracegpt must read them without transformers and agree with it.
+Every checkpoint is made on the spot by tests/checkpoint_kit.py, nothing is downloaded: random-weight
+GPT2LMHeadModels from small, odd configs, saved as transformers saves them (safetensors as
+`save_pretrained` writes them, sharded too, and a hub-style pytorch_model.bin), and a small
+byte-level BPE trained by `tokenizers`, saved in GPT-2's format. tracegpt must read them
+without transformers and agree with it.
 """
 
 import json
@@ -20,21 +21,17 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from checkpoint_kit import CONFIGS, broken_copy, edit_config, vocab_size_of  # noqa: E402
 from conftest import assert_one_line_error  # noqa: E402
 
-from tracegpt import checkpoints, costs, loader  # noqa: E402
+from tracegpt import costs, loader  # noqa: E402
+from tracegpt.checkpoints import CheckpointError  # noqa: E402
+from tracegpt.checkpoints.cache import read_shard_index  # noqa: E402
 from tracegpt.errors import UsageError  # noqa: E402
 from tracegpt.tokenizer import TokenizerError  # noqa: E402
 from tracegpt.tracer import run_trace  # noqa: E402
 from tracegpt.weights import WeightsError  # noqa: E402
 
-HERE = Path(__file__).parent
-TRAINING_TEXT = (HERE / "data" / "twelfth_night_act2.txt").read_text()[:5000] + """
-Le cœur a ses raisons que la raison ne connaît point. Über allen Gipfeln ist Ruh. ¿Dónde está?
-Καλημέρα κόσμε. Привет, мир! こんにちは世界。你好，世界。안녕하세요. مرحبا بالعالم
-Prices: $3.50, €12, £7 — 25% off!!! Call 555-0199 at 10:30am. x = [1, 2, 3]; y = {'a': 1}
-Tabs\tand\tnewlines\n\nand    wide     gaps. 🙂🙃 😀 🚀✨ — emoji too.
-"""
 TEXTS = [
     "Hello world",
     "  leading spaces, and    runs of   spaces  ",
@@ -53,18 +50,6 @@ PROMPT = "If music be the food of love, play on;"
 # The parity tests run on this device (TRACEGPT_TEST_DEVICE=cuda on a GPU machine); transformers stays on the CPU.
 DEVICE = os.environ.get("TRACEGPT_TEST_DEVICE", "cpu")
 
-# Small and odd on purpose: head counts of 3, 5 and 7, widths that are no power of two,
-# a vocabulary padded past the tokenizer's, the arithmetic flags GPT-2 has, and an untied head.
-# Seeds are ones whose greedy continuation is not a single token repeated.
-CONFIGS = {
-    "3L3H-tied": dict(seed=0, n_layer=3, n_head=3, n_embd=48, n_positions=128),
-    "2L5H-untied-flags": dict(seed=3, n_layer=2, n_head=5, n_embd=35, n_positions=120, n_inner=50, extra_vocab=4,
-                              activation_function="gelu", layer_norm_epsilon=1e-2, tie_word_embeddings=False,
-                              scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True),
-    "4L7H-hub-bin": dict(seed=1, n_layer=4, n_head=7, n_embd=56, n_positions=128, activation_function="gelu_new"),
-}
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Loading a checkpoint must never reach for the network."""
@@ -82,94 +67,8 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def bpe_dir(tmp_path_factory) -> Path:
-    """A byte-level BPE trained on a few KB of varied text, saved as GPT-2's vocab.json + merges.txt."""
-    folder = tmp_path_factory.mktemp("bpe")
-    bpe = tokenizers.ByteLevelBPETokenizer()
-    bpe.train_from_iterator([TRAINING_TEXT], vocab_size=397, min_frequency=2, special_tokens=["<|endoftext|>"],
-                            show_progress=False)
-    bpe.save_model(str(folder))
-    bpe.save(str(folder / "tokenizer.json"))  # used only where a test asks for it
-    (folder / "tokenizer.json").rename(folder / "tokenizer.json.kept")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def reference_tokenizer(bpe_dir):
     return transformers.GPT2TokenizerFast.from_pretrained(str(bpe_dir))
-
-
-def vocab_size_of(bpe_dir: Path) -> int:
-    return len(json.loads((bpe_dir / "vocab.json").read_text()))
-
-
-def random_hf_model(name: str, vocab_size: int):
-    kwargs = dict(CONFIGS[name])
-    seed = kwargs.pop("seed")
-    vocab_size += kwargs.pop("extra_vocab", 0)
-    config = transformers.GPT2Config(vocab_size=vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                                     bos_token_id=0, eos_token_id=0, **kwargs)
-    config._attn_implementation = "eager"  # the reference arithmetic; attentions can be returned
-    torch.manual_seed(seed)
-    hf = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.normal_(0, 0.2)  # far from the init, so a wrong transpose, scale or bias shows
-    return hf
-
-
-def hub_style_state(hf) -> dict:
-    """The layout of the hub's gpt2 pytorch_model.bin: no `transformer.` prefix, mask buffers, no lm_head."""
-    state = {}
-    n_ctx = hf.config.n_positions
-    for name, tensor in hf.transformer.state_dict().items():
-        state[name] = tensor.clone()
-    for i in range(hf.config.n_layer):
-        state[f"h.{i}.attn.bias"] = torch.tril(torch.ones(n_ctx, n_ctx)).view(1, 1, n_ctx, n_ctx)
-        state[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
-    return state
-
-
-def copy_tokenizer(bpe_dir: Path, folder: Path):
-    for file in ("vocab.json", "merges.txt"):
-        shutil.copy(bpe_dir / file, folder / file)
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory, bpe_dir):
-    """name -> (checkpoint folder, the transformers model it was saved from)."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    out = {}
-    for name in CONFIGS:
-        hf = random_hf_model(name, vocab_size_of(bpe_dir))
-        folder = root / name
-        if name.endswith("hub-bin"):
-            folder.mkdir()
-            hf.config.save_pretrained(folder)
-            torch.save(hub_style_state(hf), folder / "pytorch_model.bin")
-        else:
-            hf.save_pretrained(folder)
-        copy_tokenizer(bpe_dir, folder)
-        out[name] = (folder, hf)
-    hf = out["3L3H-tied"][1]
-    sharded = root / "3L3H-tied-sharded"
-    hf.save_pretrained(sharded, max_shard_size="30KB")
-    copy_tokenizer(bpe_dir, sharded)
-    out["3L3H-tied-sharded"] = (sharded, hf)
-    return out
-
-
-def broken_copy(made, tmp_path, name="3L3H-tied") -> Path:
-    folder = tmp_path / "ckpt"
-    shutil.copytree(made[name][0], folder)
-    return folder
-
-
-def edit_config(folder: Path, **changes):
-    path = folder / "config.json"
-    config = json.loads(path.read_text())
-    config.update(changes)
-    path.write_text(json.dumps(config))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +248,7 @@ def test_a_name_resolves_in_the_cache_with_hf_hub_cache(made, tmp_path, monkeypa
     ids = torch.tensor([lm.encode(PROMPT)])
     with torch.no_grad():
         assert (lm.model(ids) - hf(ids).logits).abs().max().item() <= 1e-4
-    with pytest.raises(checkpoints.CheckpointError, match="llama"):
+    with pytest.raises(CheckpointError, match="llama"):
         loader.load("acme/tiny-gpt@" + "b" * 40)  # another revision, asked for by its commit
     snapshot_file = tmp_path / "hub" / "models--acme--tiny-gpt" / "snapshots" / ("a" * 40) / "model.safetensors"
     assert snapshot_file.is_symlink()
@@ -432,9 +331,11 @@ def test_weights_that_do_not_match_the_config_name_the_first_tensor(made, tmp_pa
     assert_one_line_error(run_cli("trace", "hi", "--model", folder),
                           "tensor 'wte.weight' has shape [397, 48] but the config needs [397, 45]", code=1)
     edit_config(folder, n_embd=48, n_layer=4)
-    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "tensor 'h.3.ln_1.weight' missing", code=1)
+    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "model.safetensors: holds 3 blocks (h.0 to h.2) "
+                          f"but {folder / 'config.json'} has n_layer 4", code=1)
     edit_config(folder, n_layer=2)
-    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "unexpected tensor 'h.2.", code=1)
+    assert_one_line_error(run_cli("trace", "hi", "--model", folder), "holds 3 blocks (h.0 to h.2) but",
+                          "has n_layer 2", code=1)
     edit_config(folder, n_layer=3, tie_word_embeddings=False)
     assert_one_line_error(run_cli("trace", "hi", "--model", folder), "tensor 'lm_head.weight' missing", code=1)
 
@@ -519,7 +420,7 @@ def test_direct_errors_are_the_right_kind(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="folder, or a .safetensors or .bin"):
         loader.load(str(tmp_path / "notes.txt"))
     with pytest.raises(WeightsError):
-        checkpoints.read_shard_index(tmp_path / "notes.txt")
+        read_shard_index(tmp_path / "notes.txt")
 
 
 # ---------------------------------------------------------------------------------------------

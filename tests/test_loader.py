@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tracegpt import loader
-from tracegpt.errors import UsageError
+from tracegpt.errors import ParameterError, UsageError
 
 # The held-out tails (the last 5% the training never saw) of Hamlet, Twelfth Night and the Sonnets.
 HELDOUT = Path(__file__).parent / "data" / "heldout_tails.txt"
@@ -63,10 +63,15 @@ def test_heldout_quality(lm):
 def test_unknown_model_and_device_are_named():
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         loader.load("nope")
-    with pytest.raises(UsageError, match="--device"):
+    with pytest.raises(ParameterError, match="^device 'tpu' is not a device") as e:
         loader.load(device="tpu")
-    with pytest.raises(UsageError, match="--dtype"):
+    assert e.value.flag == "--device" and e.value.exit_code == 2
+    with pytest.raises(ParameterError, match="^dtype 'int3' is not supported") as e:
         loader.load(dtype="int3")
+    assert e.value.flag == "--dtype"
+    with pytest.raises(ParameterError, match="^model ./no/such: no such file") as e:
+        loader.load("./no/such")
+    assert e.value.flag == "--model"
 
 
 def test_environment_variable_picks_the_default(monkeypatch):

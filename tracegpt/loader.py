@@ -11,7 +11,7 @@ import torch
 
 from . import tokenizer
 from .embedded import ASSETS, EMBEDDED, default_model_name, ranks_path, read_card
-from .errors import UsageError
+from .errors import ParameterError
 from .model import GPT, GPTConfig
 from .weights import WeightsError, build_model, read_safetensors
 
@@ -34,6 +34,13 @@ class LoadedModel:
         return self.model.wte.weight.device
 
     @cached_property
+    def end_of_text(self) -> int | None:
+        """The id of <|endoftext|>; None for a vocabulary without it, as some GPT-2-style checkpoints have."""
+        if tokenizer.END_OF_TEXT not in self.encoding.special_tokens_set:
+            return None
+        return self.encoding.encode_single_token(tokenizer.END_OF_TEXT)
+
+    @cached_property
     def longest_token_bytes(self) -> int:
         return max(len(b) for b in self.encoding.token_byte_values())
 
@@ -53,13 +60,13 @@ def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UsageError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+        raise ParameterError("device", f"{device!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+        raise ParameterError("device", f"{device}: no CUDA GPU is available here; use cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {device}: GPUs here are cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        raise ParameterError("device", f"{device}: GPUs here are cuda:0..cuda:{torch.cuda.device_count() - 1}")
     if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device}: supported devices are cpu and cuda")
+        raise ParameterError("device", f"{device}: supported devices are cpu and cuda")
     return dev
 
 
@@ -67,14 +74,15 @@ def load(source: str | None = None, device: str = "cpu", dtype: str = "float32")
     """Load a model by name: the embedded one, or (see checkpoints) a local GPT-2 checkpoint."""
     source = source or default_model_name()
     if dtype not in DTYPES:
-        raise UsageError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+        raise ParameterError("dtype", f"{dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
     if source == EMBEDDED:
         loaded = load_embedded()
     else:
         from .checkpoints import load_checkpoint  # a folder, a weights file, or a name in the local HF cache
 
-        loaded = load_checkpoint(source, dtype=DTYPES[dtype])  # read straight into the dtype asked for
+        c = load_checkpoint(source, dtype=DTYPES[dtype])  # read straight into the dtype asked for
+        loaded = LoadedModel(name=c.name, model=c.model, encoding=c.encoding, card=c.card)
     loaded.model.to(dev, DTYPES[dtype])
     return loaded
 

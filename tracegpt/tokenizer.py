@@ -71,10 +71,3 @@ def token_text(enc: tiktoken.Encoding, token_id: int) -> str:
     except UnicodeDecodeError:
         return "".join(f"\\x{b:02x}" for b in raw)
 
-
-def is_partial_character(enc: tiktoken.Encoding, token_id: int) -> bool:
-    try:
-        token_bytes(enc, token_id).decode("utf-8")
-        return False
-    except UnicodeDecodeError:
-        return True
