@@ -446,3 +446,37 @@ def test_a_vocabulary_without_end_of_text_loads_and_says_so(made, tmp_path, lm):
     assert checkpoint.token_text(0) == "<|unused_0|>"  # its id stays, unused
     assert loader.load(str(made["3L3H-tied"][0])).end_of_text == 0
     assert lm.end_of_text == lm.encoding.eot_token == lm.config.vocab_size - 1
+
+
+def test_generate_without_end_of_text_runs_to_the_end_and_says_so_once(made, tmp_path, run_cli):
+    folder = broken_copy(made, tmp_path)
+    edit_vocab(folder, lambda v: v.pop("<|endoftext|>"))
+    for args in ([], ["--json"]):
+        r = run_cli("generate", "hi", "--model", folder, "-n", "5", "--seed", "1", *args)
+        assert r.exit_code == 0, r.stderr
+        assert r.stderr.count("has no <|endoftext|>") == 1
+    assert json.loads(r.stdout.splitlines()[-1])["stop_reason"] == "max_new_tokens"
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing over the model being loaded is always refused
+
+
+@pytest.mark.parametrize("command, option, file", [
+    ("trace", "--save", "model.safetensors"), ("attn", "--svg", "config.json"), ("lens", "--html", "vocab.json"),
+    ("generate", "--save", "merges.txt")])
+def test_no_output_ever_writes_over_the_model_it_read(made, tmp_path, run_cli, command, option, file):
+    folder = broken_copy(made, tmp_path)
+    before = (folder / file).read_bytes()
+    r = run_cli(command, "hi", "--model", folder, option, folder / file)
+    assert_one_line_error(r, f"{option} {folder / file}", "the model just loaded", "never writes over", code=2)
+    assert (folder / file).read_bytes() == before
+
+
+def test_the_embedded_models_files_are_never_written_over(run_cli):
+    from tracegpt.embedded import ASSETS
+
+    target = ASSETS / "shakespeare.safetensors"
+    before = target.stat().st_size, target.stat().st_mtime_ns
+    assert_one_line_error(run_cli("trace", "I love", "--save", target), "never writes over", code=2)
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == before

@@ -183,8 +183,9 @@ WidthOpt = typer.Option(None, "--width", callback=_check_width,
                         help="Render at this many columns, at least 40 (default: the terminal's, or COLUMNS).")
 NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is honoured too).")
 JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
-SvgOpt = typer.Option(None, "--svg", help="Also save the view as an SVG image to FILE.")
-HtmlOpt = typer.Option(None, "--html", help="Also save the view as an HTML page to FILE.")
+REPLACES = " An existing FILE is replaced, whole once the new one is written."
+SvgOpt = typer.Option(None, "--svg", metavar="FILE", help="Also save the view as an SVG image to FILE." + REPLACES)
+HtmlOpt = typer.Option(None, "--html", metavar="FILE", help="Also save the view as an HTML page to FILE." + REPLACES)
 
 
 @app.command(epilog="Examples:\n\n  tracegpt trace \"I love\"\n\n"
@@ -201,7 +202,8 @@ def trace(
         help="Token position to follow, from 0; negative counts from the end (default: the last)."),
     as_json: bool = JsonOpt,
     save: Path | None = typer.Option(
-        None, "--save", help="Also write every recorded tensor to FILE.npz, keyed by stage name."),
+        None, "--save", metavar="FILE", help="Also write every recorded tensor to FILE.npz, keyed by stage name."
+                                             + REPLACES),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -265,7 +267,8 @@ def generate(
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the random draws: same seed, same text (default: a fresh one, shown)."),
     stop: list[str] | None = typer.Option(
-        None, "--stop", help="Stop once the generated text contains TEXT (repeatable); <|endoftext|> always stops."),
+        None, "--stop", help="Stop once the generated text contains TEXT (repeatable); <|endoftext|> always stops "
+             "(where the vocabulary has it)."),
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Recompute every position at every step instead of keeping keys and values."),
     layer: int | None = typer.Option(
@@ -278,7 +281,8 @@ def generate(
     as_json: bool = typer.Option(
         False, "--json", help="Write JSON Lines: one 'step' object per token as it comes, then one 'done'."),
     save: Path | None = typer.Option(
-        None, "--save", help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}."),
+        None, "--save", metavar="FILE",
+        help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}." + REPLACES),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,

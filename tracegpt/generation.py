@@ -225,7 +225,7 @@ class Generation:
 
     def text(self) -> str:
         """The generated text (an <|endoftext|> that ended the run left out)."""
-        eot = self.lm.encoding.eot_token
+        eot = self.lm.end_of_text
         return self.lm.encoding.decode([i for i in self.new_ids if i != eot], errors="replace")
 
     def __iter__(self) -> Iterator[Step]:
@@ -311,7 +311,7 @@ class Generation:
         return out
 
     def _stop_reason(self, step: Step) -> str | None:
-        if self.stop_at_end_of_text and step.token_id == self.lm.encoding.eot_token:
+        if self.stop_at_end_of_text and self.lm.end_of_text is not None and step.token_id == self.lm.end_of_text:
             return "end_of_text"
         if self.stop_texts and any(s in self.text() for s in self.stop_texts):
             return "stop_text"

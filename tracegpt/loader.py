@@ -24,6 +24,7 @@ class LoadedModel:
     model: GPT
     encoding: tiktoken.Encoding
     card: dict = field(default_factory=dict)
+    files: tuple[Path, ...] = ()  # every file the model was read from: never written over
 
     @property
     def config(self) -> GPTConfig:
@@ -82,7 +83,8 @@ def load(source: str | None = None, device: str = "cpu", dtype: str = "float32")
         from .checkpoints import load_checkpoint  # a folder, a weights file, or a name in the local HF cache
 
         c = load_checkpoint(source, dtype=DTYPES[dtype])  # read straight into the dtype asked for
-        loaded = LoadedModel(name=c.name, model=c.model, encoding=c.encoding, card=c.card)
+        loaded = LoadedModel(name=c.name, model=c.model, encoding=c.encoding, card=c.card,
+                             files=checkpoint_files(Path(c.card["source"]), c.card["weights"]))
     loaded.model.to(dev, DTYPES[dtype])
     return loaded
 
@@ -99,4 +101,16 @@ def load_embedded(assets: Path = ASSETS, name: str = EMBEDDED) -> LoadedModel:
     encoding = tokenizer.encoding_from_ranks(name, ranks)
     if encoding.n_vocab != config.vocab_size:
         raise WeightsError(f"{name}: tokenizer has {encoding.n_vocab} tokens but the model {config.vocab_size}")
-    return LoadedModel(name=name, model=model, encoding=encoding, card=card)
+    files = (assets / f"{name}.json", assets / card.get("weights", f"{name}.safetensors"),
+             ranks_path(card, assets, name))
+    return LoadedModel(name=name, model=model, encoding=encoding, card=card, files=files)
+
+
+# What a checkpoint folder holds that tracegpt reads (or that belongs to the model beside them).
+CHECKPOINT_FILES = ("config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                    "added_tokens.json", "special_tokens_map.json", "generation_config.json",
+                    "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def checkpoint_files(folder: Path, weights: list[str]) -> tuple[Path, ...]:
+    return tuple(p for p in (folder / name for name in (*CHECKPOINT_FILES, *weights)) if p.exists())

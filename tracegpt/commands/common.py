@@ -82,6 +82,15 @@ def check_writable(path: str | Path, option: str) -> Path:
     return path
 
 
+def check_not_the_model(lm, **outputs) -> None:
+    """Refuse, whatever else is allowed, to write over a file the model was just read from."""
+    own = {os.path.realpath(p): p for p in lm.files}
+    for option, path in outputs.items():
+        if path is not None and os.path.realpath(path) in own:
+            raise UsageError(f"--{option} {path}: that is {own[os.path.realpath(path)].name} of {lm.name}, the model "
+                             f"just loaded; tracegpt never writes over the model it reads, so give another file name")
+
+
 def parse_indices(spec: str | None, option: str, noun: str, count: int, model: str,
                   default: int | None = None) -> list[int] | None:
     """'all', '2', '0,2' or '1-3' -> sorted indices in 0..count-1; None means all (`default` when spec is None).

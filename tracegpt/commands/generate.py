@@ -17,7 +17,7 @@ import sys
 import typer
 
 from ..errors import UsageError
-from .common import check_writable, emit_json, read_prompt
+from .common import check_not_the_model, check_writable, emit_json, read_prompt
 
 MAX_SEED = 2**64 - 1
 
@@ -71,15 +71,18 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
     from ..tracer import encode_prompt
 
     lm = loader.load(model, device=device, dtype=dtype)
+    check_not_the_model(lm, save=save)
     ids = encode_prompt(lm, prompt)
     attention = AttentionSpec(layer=lm.config.n_layer - 1 if opts.layer is None else opts.layer, head=opts.head)
     gen = Generation(lm, ids, settings, opts.max_new_tokens, seed=opts.seed, stop_texts=opts.stop,
                      use_cache=opts.use_cache, attention=attention, record=save is not None, keep_logits=False)
-    if gen.capped:
-        from ..texts import say
+    from ..texts import say
 
+    if gen.capped:
         print(say("generate", "capped", n_prompt=len(ids), model=lm.name, n_ctx=lm.config.n_ctx, room=gen.room,
                   asked=gen.asked), file=sys.stderr, flush=True)
+    if lm.end_of_text is None:
+        print(say("generate", "no_end_of_text", model=lm.name), file=sys.stderr, flush=True)
 
     out = JsonOutput(opts) if as_json else ViewOutput(opts, width, color)
     out.start(gen.info(prompt))
@@ -159,5 +162,5 @@ class ViewOutput:
                 self.console.print(view.pipeline(steps[wanted - 1], self.settings))
             else:
                 self.console.print(view.pipeline_missing(wanted, len(steps)))
-        self.console.print(view.tinted_text(prompt, steps, end_of_text=gen.lm.encoding.eot_token))
+        self.console.print(view.tinted_text(prompt, steps, end_of_text=gen.lm.end_of_text))
         self.console.print(view.summary(gen.summary(), gen.lm.describe(), self.opts.stop))

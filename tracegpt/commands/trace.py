@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from .common import check_writable, emit_json, parse_indices, read_prompt
+from .common import check_not_the_model, check_writable, emit_json, parse_indices, read_prompt
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, layers: str | None,
@@ -23,6 +23,7 @@ def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, lay
     from ..views import trace as trace_view
 
     lm = loader.load(model, device=device, dtype=dtype)
+    check_not_the_model(lm, save=save)
     shown = parse_indices(layers, "--layers", "layers", lm.config.n_layer, lm.name)
     note = costs.check_trace_fits(lm.config, len(encode_prompt(lm, prompt)), lm.model.wte.weight.dtype, shown)
     if note:
