@@ -338,5 +338,49 @@ def explain(
     command.run(prompt, model, device, dtype, lang, as_json, width, not no_color)
 
 
+@app.command(epilog="Examples:\n\n  tracegpt intervene \"To be, or not to be, that is the\" --ablate 0.3\n\n"
+                    "  tracegpt intervene \"I love you\" --cut 3.2:2>0 --cut 3.2:2>1\n\n"
+                    "  tracegpt intervene \"My lord, I love\" --patch \"blocks.1.resid_out[position=1]\" "
+                    "--from \"My lady, I love\"\n\n"
+                    "  tracegpt intervene \"I love\" --steer 2 --toward \" hate\" --away \" love\" --alpha 4 --json")
+def intervene(
+    prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    ablate: list[str] | None = typer.Option(
+        None, "--ablate", metavar="L.H", help="Remove head H of layer L (its attn.mix set to 0; L.H=mean: to its "
+                                              "mean over the prompt); L: every head of layer L; L.mlp: its FFN."),
+    cut: list[str] | None = typer.Option(
+        None, "--cut", metavar="L.H:Q>K", help="Delete one edge of a routing table: query Q no longer reads key K "
+                                                "in head L.H (L:Q>K: in every head of layer L)."),
+    patch: list[str] | None = typer.Option(
+        None, "--patch", metavar="STAGE", help="Replace a stage (with an optional selection, e.g. "
+                                               "'blocks.1.resid_out[position=3]') by its value in a run on --from."),
+    source: str | None = typer.Option(None, "--from", metavar="PROMPT2", help="The prompt --patch takes values from."),
+    steer: int | None = typer.Option(
+        None, "--steer", metavar="L", help="Add alpha × (residual of --toward − residual of --away) after block L."),
+    toward: str | None = typer.Option(None, "--toward", metavar="TEXT", help="With --steer: the direction's end."),
+    away: str | None = typer.Option(None, "--away", metavar="TEXT", help="With --steer: the direction's start."),
+    alpha: float = typer.Option(1.0, "--alpha", help="With --steer: how far to push along the direction."),
+    top_k: int = typer.Option(10, "--top-k", "-k", help="How many candidates of each run to compare (at least 1)."),
+    as_json: bool = JsonOpt,
+    save: Path | None = typer.Option(None, "--save", metavar="FILE", help="Also write the edited run's stages to "
+                                                                          "FILE.npz, keyed by stage name." + REPLACES),
+    save_before: Path | None = typer.Option(None, "--save-before", metavar="FILE",
+                                            help="Also write the plain run's stages to FILE.npz." + REPLACES),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Change part of the forward pass (ablate a head, cut an edge, patch a stage, steer) and compare the next token."""
+    from .commands import intervene as command
+
+    interventions = command.parse(ablate or [], cut or [], patch or [], source, steer, toward, away, alpha)
+    command.run(prompt, model, device, dtype, interventions, top_k, as_json, save, save_before, svg, html, width,
+                not no_color)
+
+
 def main():
     app()

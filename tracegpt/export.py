@@ -237,3 +237,28 @@ def narration_to_dict(n) -> dict:
             "title": n.title, "intro": n.intro, "tokens": token_rows(n.token_ids, n.tokens),
             "steps": [{"id": s.id, "title": s.title, "text": s.text, "numbers": s.numbers, "sources": s.sources}
                       for s in n.steps]}
+
+
+# --- intervene ---
+
+INTERVENE_SCHEMA_VERSION = 1
+
+
+def intervention_to_dict(result) -> dict:
+    """The JSON of `tracegpt intervene --json`: before and after over the same token ids, and what was done."""
+    def side(after: bool) -> dict:
+        return {"top": [{"id": r.id, "text": r.text, "logit": _num(r.logit_after if after else r.logit_before),
+                         "prob": _num(r.prob_after if after else r.prob_before),
+                         "rank": r.rank_after if after else r.rank_before} for r in result.rows]}
+
+    return {
+        "schema_version": INTERVENE_SCHEMA_VERSION, "model": result.model, "prompt": result.prompt,
+        "tokens": token_rows(result.token_ids, result.tokens), "position": result.position,
+        "interventions": [{"kind": d.kind, "spec": d.text, "site": d.site, "layer": d.layer, "no_op": d.no_op,
+                           **{k: _num(v) if isinstance(v, float) else v for k, v in d.detail.items()}}
+                          for d in result.done],
+        "before": side(False), "after": side(True), "kl_bits": _num(result.kl_bits),
+        "top_changed": result.top_changed,
+        "cut_rows": [{"layer": r.layer, "head": r.head, "query": r.query, "before": [_num(w) for w in r.before],
+                      "after": [_num(w) for w in r.after]} for r in result.cut_rows],
+    }

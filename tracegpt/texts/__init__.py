@@ -19,7 +19,7 @@ def load(lang: str = "en") -> dict:
     return tomllib.loads(resources.files(__package__).joinpath(f"{lang}.toml").read_text(encoding="utf-8"))
 
 
-def say(section: str, key: str, lang: str = "en", **values) -> str:
+def say(section: str, key: str, lang: str = "en", /, **values) -> str:
     return load(lang)[section][key].format(**values)
 
 
