@@ -289,3 +289,31 @@ def test_non_finite_logits_stop_generation_naming_the_first_stage(lm):
         broken.model.h[2].attn.c_attn.bias[5] = float("inf")
     with pytest.raises(NonFiniteError, match="at blocks.2.attn.q"):
         list(Generation(broken, lm.encode(PROMPT), GREEDY, 3))
+
+
+# --- interventions at every step ---
+
+
+@pytest.mark.parametrize("spec", ["2.1", "1", "3.mlp=mean"])
+def test_an_ablation_gives_the_same_tokens_with_and_without_the_cache(lm, spec):
+    from tracegpt.analysis.interventions import check, edit_taps, parse_ablate
+
+    ids = lm.encode(PROMPT)
+    taps = edit_taps(check([parse_ablate(spec)], lm, len(ids)), lm, ids)
+    runs = [Generation(lm, ids, GREEDY, 24, use_cache=cache, edits=taps) for cache in (True, False)]
+    for run in runs:
+        list(run)
+    plain = Generation(lm, ids, GREEDY, 24)
+    list(plain)
+    assert runs[0].new_ids == runs[1].new_ids
+    assert runs[0].new_ids != plain.new_ids or spec == "3.mlp=mean"  # the edit reaches the text
+
+
+def test_a_cut_in_the_prompt_holds_for_every_later_step(lm):
+    from tracegpt.analysis.interventions import Cut, edit_taps
+
+    ids = lm.encode(PROMPT)
+    taps = edit_taps([Cut(1, None, query=3, key=0)], lm, ids)
+    cached, uncached = (Generation(lm, ids, GREEDY, 12, use_cache=c, edits=taps) for c in (True, False))
+    list(cached), list(uncached)
+    assert cached.new_ids == uncached.new_ids

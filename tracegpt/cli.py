@@ -280,6 +280,19 @@ def generate(
         help="Expand step STEP's sampling pipeline (logit, /T, top-k, top-p, prob, draw) as a table."),
     as_json: bool = typer.Option(
         False, "--json", help="Write JSON Lines: one 'step' object per token as it comes, then one 'done'."),
+    ablate: list[str] | None = typer.Option(
+        None, "--ablate", metavar="L.H", help="At every step, remove head H of layer L (L.H=mean, L, L.mlp: as in "
+                                              "`tracegpt intervene`)."),
+    cut: list[str] | None = typer.Option(
+        None, "--cut", metavar="L.H:Q>K", help="At every step, delete the edge from prompt position Q to key K."),
+    steer: int | None = typer.Option(
+        None, "--steer", metavar="L", help="At every step, add alpha × (residual of --toward − residual of --away) "
+                                           "after block L."),
+    toward: str | None = typer.Option(None, "--toward", metavar="TEXT", help="With --steer: the direction's end."),
+    away: str | None = typer.Option(None, "--away", metavar="TEXT", help="With --steer: the direction's start."),
+    alpha: float = typer.Option(1.0, "--alpha", help="With --steer: how far to push along the direction."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Also run without the edits, with the same seed, and say where the texts part."),
     save: Path | None = typer.Option(
         None, "--save", metavar="FILE",
         help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}." + REPLACES),
@@ -290,10 +303,12 @@ def generate(
 ):
     """Generate text token by token: one forward pass per token, the sampling stage and the KV cache shown."""
     from .commands import generate as command
+    from .commands.intervene import parse as parse_interventions
 
+    interventions = parse_interventions(ablate or [], cut or [], [], None, steer, toward, away, alpha, required=False)
     opts = command.Options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            greedy=greedy, seed=seed, stop=tuple(stop or ()), use_cache=not no_cache, layer=layer,
-                           head=head, show_sampling=show_sampling)
+                           head=head, show_sampling=show_sampling, interventions=interventions, compare=compare)
     command.run(prompt, model, device, dtype, opts, as_json, save, width, not no_color)
 
 

@@ -127,8 +127,8 @@ def step_event(step, with_pipeline: bool = False) -> dict:
     return event
 
 
-def done_event(gen, prompt: str) -> dict:
-    """The last line of `generate --json`: the text, why it stopped, what it cost."""
+def done_event(gen, prompt: str, comparison=None) -> dict:
+    """The last line of `generate --json`: the text, why it stopped, what it cost (and the plain run's text)."""
     s = gen.summary()
     done = {"event": "done", "prompt": prompt, "text": gen.text(), "n_prompt_tokens": s.n_prompt_tokens,
             "stop_reason": s.stop_reason, "seed": None if gen.settings.is_greedy else gen.seed,
@@ -136,6 +136,9 @@ def done_event(gen, prompt: str) -> dict:
             "tokens_per_s": s.tokens_per_s, "first_step_seconds": s.first_step_seconds, "use_cache": s.use_cache,
             "positions_with_cache": s.positions_with_cache, "positions_without_cache": s.positions_without_cache,
             "cache_bytes": s.cache_bytes}
+    if comparison is not None:
+        done["compare"] = {"seed": comparison.seed, "text": comparison.plain_text, "token_ids": comparison.plain_ids,
+                           "first_difference": comparison.step}
     return {k: _num(v) if isinstance(v, float) else v for k, v in done.items()}
 
 

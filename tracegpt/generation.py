@@ -11,7 +11,7 @@ time, so a caller can show each token as it comes, and keeps what the run cost.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -23,6 +23,7 @@ from .errors import ParameterError, UsageError
 from .loader import LoadedModel
 from .model import KVCache
 from .sampling import Sampled, SamplingSettings, sample
+from .taps import Tap
 from .tracer import NonFiniteError, Tracer
 
 STOP_REASONS = ("end_of_text", "stop_text", "max_new_tokens", "context", "interrupted")
@@ -64,6 +65,7 @@ class RunInfo:
     use_cache: bool
     max_new_tokens: int
     attention: AttentionSpec | None
+    interventions: list = field(default_factory=list)  # analysis.interventions.Done: what every step changes
 
 
 @dataclass
@@ -141,6 +143,34 @@ class PreallocatedKVCache(KVCache):
         self.buffers[layer] = (k_buf, v_buf)
 
 
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """The first step (from 1) at which two runs drew different tokens; None if one is a prefix of the other."""
+    return next((i for i, (x, y) in enumerate(zip(a, b), 1) if x != y), None)
+
+
+@dataclass
+class Comparison:
+    """An edited run beside the plain run with the same seed: where their texts part."""
+
+    seed: int | None  # None for greedy runs, which need none
+    prompt: str
+    plain_text: str
+    plain_ids: list[int]
+    step: int | None  # the first step that drew another token; None: no step differed
+    edited_token: str | None  # what each run drew there
+    plain_token: str | None
+
+
+def compare_runs(edited: Generation, plain: Generation) -> Comparison:
+    step = first_difference(edited.new_ids, plain.new_ids)
+    text = edited.lm.token_text
+    seed = None if plain.settings.is_greedy else plain.seed
+    prompt = plain.lm.encoding.decode(plain.prompt_ids, errors="replace")
+    return Comparison(seed=seed, prompt=prompt, plain_text=plain.text(), plain_ids=plain.new_ids, step=step,
+                      edited_token=None if step is None else text(edited.new_ids[step - 1]),
+                      plain_token=None if step is None else text(plain.new_ids[step - 1]))
+
+
 def check_max_new_tokens(n: int) -> None:
     if n < 1:
         raise ParameterError("max_new_tokens", f"{n} is out of range; it must be at least 1")
@@ -179,7 +209,7 @@ class Generation:
     def __init__(self, lm: LoadedModel, prompt_ids: list[int], settings: SamplingSettings, max_new_tokens: int,
                  seed: int | None = None, stop_texts: tuple[str, ...] = (), use_cache: bool = True,
                  attention: AttentionSpec | None = None, record: bool = False, keep_logits: bool = True,
-                 stop_at_end_of_text: bool = True):
+                 stop_at_end_of_text: bool = True, edits: Sequence[Tap] = ()):
         check_max_new_tokens(max_new_tokens)
         n_ctx = lm.config.n_ctx
         if not 0 < len(prompt_ids) <= n_ctx:
@@ -206,6 +236,7 @@ class Generation:
         self.record = record
         self.keep_logits = keep_logits
         self.stop_at_end_of_text = stop_at_end_of_text
+        self.edits = tuple(edits)  # taps that change every step's pass (interventions), before any recorder
         self.steps_done = 0
         self.seconds = 0.0
         self.first_step_seconds = 0.0
@@ -240,7 +271,7 @@ class Generation:
         start = perf_counter()
         feed = self._feed()
         tracer = self._tracer()
-        taps = () if tracer is None else (tracer,)
+        taps = self.edits if tracer is None else (*self.edits, tracer)
         # inference_mode per step, not around the loop: a generator's `with` would stay open
         # across each yield and leak into the caller's code.
         threads = 1 if self.small_model and len(feed) == 1 else None
@@ -321,10 +352,11 @@ class Generation:
 
     # --- what the run is and cost ---
 
-    def info(self, prompt: str) -> RunInfo:
+    def info(self, prompt: str, interventions: list | None = None) -> RunInfo:
         return RunInfo(model=self.lm.describe(), prompt=prompt, n_prompt_tokens=len(self.prompt_ids),
                        settings=self.settings, seed=self.seed, use_cache=self.use_cache,
-                       max_new_tokens=self.max_new_tokens, attention=self.attention)
+                       max_new_tokens=self.max_new_tokens, attention=self.attention,
+                       interventions=list(interventions or []))
 
     def summary(self) -> RunSummary:
         n, p = self.steps_done, len(self.prompt_ids)

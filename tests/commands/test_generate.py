@@ -279,3 +279,27 @@ def test_show_sampling_past_the_last_step_says_so_in_json_too(run_cli):
     notices = [e for e in events if e["event"] == "notice"]
     assert events[-1]["event"] == "done" and len(events) - 2 < 3
     assert notices and "step 3 never ran" in notices[0]["message"]
+
+
+def test_compare_without_edits_finds_the_same_text(run_cli):
+    r = run_cli("generate", "I love", "-n", "12", "--seed", "5", "--compare", "--json")
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["compare"]["text"] == done["text"] and done["compare"]["first_difference"] is None
+    view = run_cli("generate", "I love", "-n", "12", "--seed", "5", "--compare").stdout
+    assert "The two texts are the same" in view
+
+
+def test_compare_marks_where_an_ablation_parts_the_texts(run_cli):
+    args = ["generate", "To be, or not to be, that is the", "-n", "8", "--greedy", "--ablate", "0.3", "--compare"]
+    done = json.loads(run_cli(*args, "--json").stdout.splitlines()[-1])
+    assert done["compare"]["first_difference"] == 1 and done["text"] != done["compare"]["text"]
+    view = run_cli(*args, "--width", 80).stdout
+    assert "--ablate 0.3" in view and "The texts part at step 1" in view
+
+
+def test_bad_generation_edits_are_one_line_errors(run_cli):
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(run_cli("generate", "I love", "--ablate", "7.1"), "--ablate 7.1: layer 7 does not exist",
+                          code=2)
+    assert_one_line_error(run_cli("generate", "I love", "--steer", "1"), "--steer L needs --toward", code=2)

@@ -3,7 +3,7 @@
     result = intervene(lm, "I love", [Ablate(3, head=2), Cut(2, 1, query=1, key=0)])
     result.rows      # each candidate token's probability, logit and rank, before -> after
 
-An intervention is data (what to change, where); `edits` turns it into taps (tracegpt.taps.Edit)
+An intervention is data (what to change, where); `edit_taps` turns it into taps (tracegpt.taps.Edit)
 that run before the recorder, so the edited trace holds what the model really used. The plain
 and the edited pass take the same numeric path: a difference between them is the edit's.
 """
@@ -232,7 +232,7 @@ def _batched(stage: str, t: torch.Tensor) -> torch.Tensor:
     return t[None] if stages.axes(stage)[0] == "batch" else t
 
 
-def edits(interventions: Sequence[Intervention], lm: LoadedModel, ids: list[int],
+def edit_taps(interventions: Sequence[Intervention], lm: LoadedModel, ids: list[int],
           directions: dict[Steer, torch.Tensor] | None = None) -> list[Tap]:
     """The taps that carry out these (checked) interventions on a run over `ids`."""
     directions = directions if directions is not None else steering_directions(interventions, lm)
@@ -336,7 +336,7 @@ def intervene(lm: LoadedModel, prompt: str, interventions: Sequence[Intervention
     checked = check(interventions, lm, len(ids), sources)
     directions = steering_directions(checked, lm)
     before = trace_ids(lm, ids, prompt, stages=stages_kept)
-    after = trace_ids(lm, ids, prompt, stages=stages_kept, taps=edits(checked, lm, ids, directions))
+    after = trace_ids(lm, ids, prompt, stages=stages_kept, taps=edit_taps(checked, lm, ids, directions))
     last = len(ids) - 1
     rows, kl, changed = compare(before["logits"][last], after["logits"][last], top_k, lm.token_text)
     return InterventionResult(

@@ -35,6 +35,8 @@ class Options:
     layer: int | None = None
     head: int | None = None
     show_sampling: int | None = None
+    interventions: list = dataclasses.field(default_factory=list)  # applied at every step (analysis.interventions)
+    compare: bool = False  # also run without them, with the same seed
 
 
 def check_options(opts: Options):
@@ -67,15 +69,24 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
         check_writable(save, "--save")
 
     from .. import export, loader
-    from ..generation import AttentionSpec, Generation
+    from ..generation import AttentionSpec, Generation, compare_runs
     from ..tracer import encode_prompt
 
     lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, save=save)
     ids = encode_prompt(lm, prompt)
     attention = AttentionSpec(layer=lm.config.n_layer - 1 if opts.layer is None else opts.layer, head=opts.head)
+    edits, done = [], []
+    if opts.interventions:
+        from ..analysis.interventions import check, describe, edit_taps, steering_directions
+
+        checked = check(opts.interventions, lm, len(ids))
+        directions = steering_directions(checked, lm)
+        edits = edit_taps(checked, lm, ids, directions)
+        done = [describe(iv, lm, directions) for iv in checked]
     gen = Generation(lm, ids, settings, opts.max_new_tokens, seed=opts.seed, stop_texts=opts.stop,
-                     use_cache=opts.use_cache, attention=attention, record=save is not None, keep_logits=False)
+                     use_cache=opts.use_cache, attention=attention, record=save is not None, keep_logits=False,
+                     edits=edits)
     from ..texts import say
 
     if gen.capped:
@@ -85,7 +96,7 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
         print(say("generate", "no_end_of_text", model=lm.name), file=sys.stderr, flush=True)
 
     out = JsonOutput(opts) if as_json else ViewOutput(opts, width, color)
-    out.start(gen.info(prompt))
+    out.start(gen.info(prompt, done))
     saved: dict = {}
     steps = []
     interrupted = False
@@ -100,7 +111,14 @@ def run(prompt: str, model: str | None, device: str, dtype: str, opts: Options, 
         interrupted = True
     if save is not None:
         export.write_npz(save, saved | export.generation_arrays(gen.ids, len(gen.prompt_ids)))
-    out.done(gen, prompt, steps)
+    comparison = None
+    if opts.compare and not interrupted:  # the same run without the edits, the same seed
+        plain = Generation(lm, ids, settings, opts.max_new_tokens, seed=gen.seed, stop_texts=opts.stop,
+                           use_cache=opts.use_cache, keep_logits=False)
+        for _ in plain:
+            pass
+        comparison = compare_runs(gen, plain)
+    out.done(gen, prompt, steps, comparison)
     if interrupted:
         raise typer.Exit(130)
 
@@ -120,14 +138,14 @@ class JsonOutput:
 
         emit_json(step_event(step, with_pipeline=step.number == self.opts.show_sampling))
 
-    def done(self, gen, prompt: str, steps) -> None:
+    def done(self, gen, prompt: str, steps, comparison=None) -> None:
         from ..export import done_event
         from ..texts import say
 
         wanted = self.opts.show_sampling
         if wanted is not None and wanted > len(steps):
             emit_json({"event": "notice", "message": say("generate", "pipeline_missing", step=wanted, n=len(steps))})
-        emit_json(done_event(gen, prompt))
+        emit_json(done_event(gen, prompt, comparison))
 
 
 # --- the view ---
@@ -152,7 +170,7 @@ class ViewOutput:
 
         self.console.print(view.step_row(step, self.console.width))
 
-    def done(self, gen, prompt: str, steps) -> None:
+    def done(self, gen, prompt: str, steps, comparison=None) -> None:
         from ..views import generate as view
 
         self.console.print()
@@ -163,4 +181,6 @@ class ViewOutput:
             else:
                 self.console.print(view.pipeline_missing(wanted, len(steps)))
         self.console.print(view.tinted_text(prompt, steps, end_of_text=gen.lm.end_of_text))
+        if comparison is not None:
+            self.console.print(view.comparison(comparison))
         self.console.print(view.summary(gen.summary(), gen.lm.describe(), self.opts.stop))

@@ -9,7 +9,7 @@ from .common import check_not_the_model, check_outputs, check_writable, emit_jso
 
 
 def parse(ablate: list[str], cut: list[str], patch: list[str], source: str | None, steer: int | None,
-          toward: str | None, away: str | None, alpha: float) -> list:
+          toward: str | None, away: str | None, alpha: float, required: bool = True) -> list:
     """The interventions as data, in the order given (ablations, cuts, patches, then the steer)."""
     from .. import stages
     from ..analysis.interventions import Patch, Steer, parse_ablate, parse_cut
@@ -26,7 +26,7 @@ def parse(ablate: list[str], cut: list[str], patch: list[str], source: str | Non
     found += [Patch(stages.parse_site(p), source) for p in patch]
     if steer is not None:
         found.append(Steer(steer, toward, away, alpha))
-    if not found:
+    if required and not found:
         raise UsageError("nothing to change: give --ablate L.H, --cut L.H:Q>K, --patch STAGE --from PROMPT2 or "
                          "--steer L --toward A --away B")
     return found

@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..generation import RunInfo, RunSummary, Step
+from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say
 from .common import bar, pct, quoted, weight_style
@@ -70,6 +70,10 @@ def header(run: RunInfo) -> Group:
         else:
             lines.append(_explain(_t("looks_at_head", layer=attention.layer, head=attention.head)))
     lines.append(_explain(_t("columns")))
+    if run.interventions:
+        from .intervene import changes_grid
+
+        lines += [Text(_t("edits"), style="bold"), changes_grid(run.interventions, run.model["n_layer"])]
     return Group(*lines, Text())
 
 
@@ -248,6 +252,17 @@ def tinted_text(prompt: str, steps: list[Step], end_of_text: int | None = None) 
     for low, label in ((0.5, "≥50%"), (0.2, "≥20%"), (0.05, "≥5%"), (0.0, "<5%")):
         legend.append(f"■ {label}  ", style=weight_style(low))
     return Group(_explain(_t("text_title")), legend, text, Text())
+
+
+def comparison(c: Comparison) -> Group:
+    """The plain run's text beside the edited one, and the step where they part."""
+    if c.step is None:
+        verdict = _t("compare_same")
+    else:
+        verdict = _t("compare_parts", step=c.step, edited=quoted(c.edited_token), plain=quoted(c.plain_token))
+    title = _t("compare_title_greedy") if c.seed is None else _t("compare_title", seed=c.seed)
+    text = Text(c.prompt, style="bold").append(c.plain_text.replace("\n", "↵\n"))
+    return Group(_explain(title), text, Text(verdict, style="bold"), Text())
 
 
 def summary(done: RunSummary, model: dict, stop_texts: tuple[str, ...] = ()) -> Group:

@@ -43,15 +43,19 @@ def sentence(done: Done, n_layer: int) -> str:
               away=quoted(d["away"]), norm=d["norm"])
 
 
-def changes(result: InterventionResult) -> Group:
+def changes_grid(done: list[Done], n_layer: int) -> Table:
     # A grid, so each sentence wraps under itself rather than under its bullet.
     items = Table.grid(padding=(0, 1))
     items.add_column(no_wrap=True)
     items.add_column()
-    for done in result.done:
-        items.add_row("•", Text(f"--{done.kind} {done.text}", style="bold cyan").append(
-            "  " + sentence(done, result.model["n_layer"]), style=""))
-    return Group(Text(_t("list_title"), style="bold"), items)
+    for d in done:
+        spec = Text(f"--{d.kind} {d.text}", style="bold cyan")
+        items.add_row("•", spec.append("  " + sentence(d, n_layer), style=""))
+    return items
+
+
+def changes(result: InterventionResult) -> Group:
+    return Group(Text(_t("list_title"), style="bold"), changes_grid(result.done, result.model["n_layer"]))
 
 
 def _moved(before: float, after: float, text: str, higher_is_up: bool = True) -> Text:
