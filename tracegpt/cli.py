@@ -397,5 +397,33 @@ def intervene(
                 not no_color)
 
 
+@app.command(epilog="Examples:\n\n  tracegpt patch \"lord is my\" \"lady is my\"\n\n"
+                    "  tracegpt patch \"lord is my\" \"lady is my\" --stage mlp.out --json | jq '.sweeps[0].values'")
+def patch(
+    clean: str = typer.Argument(..., help="The clean prompt: the run the patched pieces come from."),
+    corrupt: str = typer.Argument(..., help="The corrupted prompt, as many tokens long: the run that is patched."),
+    model: str | None = ModelOpt,
+    stage: list[str] | None = typer.Option(
+        None, "--stage", help="What to sweep: resid_out and heads by default; attn.out, mlp.out or resid_attn sweep "
+                              "that stage position by position (repeatable)."),
+    answer: str | None = typer.Option(None, "--answer", metavar="TOKEN",
+                                      help="The token the clean run should predict (default: its top token)."),
+    wrong: str | None = typer.Option(None, "--wrong", metavar="TOKEN",
+                                     help="The token the corrupted run should predict (default: its top token)."),
+    as_json: bool = JsonOpt,
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Activation patching: which positions, blocks and heads carry the difference between two prompts."""
+    from .commands import patch as command
+
+    command.run(clean, corrupt, model, device, dtype, tuple(stage or ("resid_out", "heads")), answer, wrong, as_json,
+                svg, html, width, not no_color)
+
+
 def main():
     app()

@@ -265,3 +265,23 @@ def intervention_to_dict(result) -> dict:
         "cut_rows": [{"layer": r.layer, "head": r.head, "query": r.query, "before": [_num(w) for w in r.before],
                       "after": [_num(w) for w in r.after]} for r in result.cut_rows],
     }
+
+
+# --- patch ---
+
+PATCH_SCHEMA_VERSION = 1
+
+
+def patching_to_dict(result) -> dict:
+    """The JSON of `tracegpt patch --json`: each sweep's exact values and first-order estimates."""
+    return {
+        "schema_version": PATCH_SCHEMA_VERSION, "model": result.model, "clean": result.clean,
+        "corrupt": result.corrupt, "tokens": [{"position": i, "clean": a, "corrupt": b}
+                                              for i, (a, b) in enumerate(zip(result.tokens, result.corrupt_tokens))],
+        "answer": {"id": result.answer, "text": result.answer_text},
+        "wrong": {"id": result.wrong, "text": result.wrong_text},
+        "metric": {"clean": _num(result.metric_clean), "corrupt": _num(result.metric_corrupt)},
+        "sweeps": [{"kind": s.kind, "rows": s.rows, "columns": s.columns,
+                    "values": [[_num(v) for v in row] for row in s.values],
+                    "estimates": [[_num(v) for v in row] for row in s.estimates]} for s in result.sweeps],
+    }

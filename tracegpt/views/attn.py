@@ -27,7 +27,7 @@ from ..analysis.attention import (
     WorkedCell,
 )
 from ..texts import say
-from .common import bar, pct, quoted, visible, weight_style
+from .common import bar, flow, pct, quoted, visible, weight_style
 
 LABEL_CELLS = 10  # longest token label beside a row before it is cut with …
 TITLE_PROMPT_CELLS = 100  # a long prompt is cut in the title; the grid labels show every token
@@ -103,20 +103,6 @@ def legend_pieces(n_masked: int, shaded: bool) -> list[Text]:
     masked.append(" ")
     masked.append(_t("legend_masked", n=n_masked), style="grey70")
     return pieces + [masked]
-
-
-def flow(pieces: list[Text], width: int) -> list[Text]:
-    """Pieces joined by spaces, a new line wherever the next would not fit."""
-    lines = [Text()]
-    for piece in pieces:
-        line = lines[-1]
-        if line.cell_len and line.cell_len + 1 + piece.cell_len > width:
-            line = Text()
-            lines.append(line)
-        if line.cell_len:
-            line.append(" ")
-        line.append_text(piece)
-    return lines
 
 
 # --- the heatmap -----------------------------------------------------------------------------------

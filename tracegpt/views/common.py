@@ -8,6 +8,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from ..texts import quoted, visible  # noqa: F401 - how every view writes a token
 
@@ -89,3 +90,17 @@ def _terminal_width() -> int:
 
 def _usable_columns(columns: str | None) -> bool:
     return columns is None or (columns.strip().isdigit() and int(columns) >= MIN_WIDTH)
+
+
+def flow(pieces: list[Text], width: int) -> list[Text]:
+    """Pieces joined by spaces, a new line wherever the next would not fit."""
+    lines = [Text()]
+    for piece in pieces:
+        line = lines[-1]
+        if line.cell_len and line.cell_len + 1 + piece.cell_len > width:
+            line = Text()
+            lines.append(line)
+        if line.cell_len:
+            line.append(" ")
+        line.append_text(piece)
+    return lines

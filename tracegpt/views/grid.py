@@ -1,0 +1,133 @@
+"""A labelled grid of numbers, each cell tinted by a colour scale: layers × positions, layers × heads.
+
+    Grid(rows=["embed", "block 0", ...], cols=["'To'", "'␣be'", ...], values=[[...], ...], scale=PATCH)
+
+Every cell prints its number, so the grid reads without colour; the colours are buckets of
+named colours whose order of brightness holds in truecolor, 256 and 16 colours alike. When
+the columns do not fit the width, the grid keeps the first column and the last ones, and
+says which it left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.text import Text
+
+from ..texts import say
+from .common import flow, visible
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Buckets, low to high: a value takes the style of the first bucket whose bound is above it.
+
+    Each bucket has a background for terminals with 256 colours or more (an RGB ramp, dark to
+    bright) and one for 16-colour terminals, whose palette every theme draws differently: there
+    only black < bright_black < white < bright_white keep their order of brightness in every
+    common theme, so the 16-colour ramp uses those (ties are allowed, inversions are not; bold
+    tells the upper buckets apart) and a hue only for values of the other sign.
+    """
+
+    bounds: tuple[float, ...]  # upper bounds, ascending; the last bucket takes everything above
+    rich: tuple[str, ...]  # styles for 256 colours and truecolor, one more than bounds
+    plain: tuple[str, ...]  # styles for 16 colours
+    labels: tuple[str, ...]  # the legend, one per bucket
+
+    def style(self, value: float | None, color_system: str | None) -> str:
+        if value is None:
+            return "grey42"
+        styles = self.plain if color_system in ("standard", "windows") else self.rich
+        return next((s for b, s in zip(self.bounds, styles) if value < b), styles[-1])
+
+
+# 0 = the corrupted run, 1 = the clean run; below 0 the patch pushed the other way.
+PATCH = Scale(bounds=(-0.25, 0.1, 0.3, 0.6, 0.9),
+              rich=("white on #a3202e", "", "white on #35602f", "white on #4f8f3a", "black on #86c04a",
+                    "black on #d4f07a"),
+              plain=("white on red", "", "on bright_black", "black on white", "bold black on white",
+                     "bold black on bright_white"),
+              labels=("< −0.25", "−0.25–0.1", "0.1–0.3", "0.3–0.6", "0.6–0.9", "≥ 0.9"))
+
+
+class Legend:
+    """The scale's buckets as swatches, in the colours the console will draw."""
+
+    def __init__(self, scale: Scale, title: str = ""):
+        self.scale = scale
+        self.title = title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        styles = self.scale.plain if console.color_system in ("standard", "windows") else self.scale.rich
+        pieces = [Text(self.title, style="grey70")] if self.title else []
+        pieces += [Text(f" {label} ", style=style) for label, style in zip(self.scale.labels, styles)]
+        yield from flow(pieces, options.max_width)
+
+
+def _cut(text: str, cells: int) -> str:
+    if cell_len(text) <= cells:
+        return text
+    out = ""
+    for ch in text:
+        if cell_len(out + ch) > cells - 1:
+            break
+        out += ch
+    return out + "…"
+
+
+class Grid:
+    def __init__(self, rows: list[str], cols: list[str], values: list[list[float | None]], scale: Scale,
+                 corner: str = "", number: str = "{:.2f}", marks: set[tuple[int, int]] | None = None):
+        self.rows = rows
+        self.cols = [visible(c) for c in cols]
+        self.values = values
+        self.scale = scale
+        self.corner = corner
+        self.number = number
+        self.marks = marks or set()
+        shown = [number.format(v) for row in values for v in row if v is not None]
+        self.cell = max([4, *map(cell_len, shown)]) + 1
+        self.label = max([cell_len(corner), *map(cell_len, rows)]) + 1
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.label + 3 * self.cell, self.label + len(self.cols) * max(self.cell, 9))
+
+    def columns(self, width: int) -> tuple[list[int | None], int]:
+        """The columns that fit (None stands for the ones left out), and the cell width to draw them at."""
+        n = len(self.cols)
+        room = width - self.label
+        wide = min(10, max(self.cell, *(cell_len(c) + 1 for c in self.cols)))
+        if n * wide <= room:
+            return list(range(n)), wide
+        fit = max(3, room // self.cell)
+        if n <= fit:
+            return list(range(n)), self.cell
+        return [0, None, *range(n - (fit - 2), n)], self.cell
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        cols, cell = self.columns(options.max_width)
+        header = Text(self.corner.ljust(self.label), style="grey50")
+        for j in cols:
+            header.append(("…" if j is None else _cut(self.cols[j], cell - 1)).rjust(cell - 1) + " ",
+                          style="grey50" if j is None else "cyan")
+        yield header
+        for i, label in enumerate(self.rows):
+            line = Text(label.ljust(self.label), style="bold")
+            for j in cols:
+                if j is None:
+                    line.append("…".rjust(cell - 1) + " ", style="grey50")
+                    continue
+                value = self.values[i][j]
+                text = "·" if value is None else self.number.format(value)
+                style = self.scale.style(value, console.color_system)
+                style += " bold underline" if (i, j) in self.marks else ""
+                line.append(" " * (cell - 1 - cell_len(text)), style=style)
+                line.append(text, style=style)
+                line.append(" ")
+            yield line
+        if None in cols:
+            hidden = [j for j in range(len(self.cols)) if j not in cols]
+            yield Text(say("grid", "hidden", first=hidden[0], last=hidden[-1], n=len(hidden)), style="grey50")
