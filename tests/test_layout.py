@@ -21,7 +21,7 @@ LAYERS = [
     ("export", ["export"]),
     ("views", ["views"]),
     ("commands", ["commands"]),
-    ("entry points", ["cli", "__main__", "training", "__init__"]),
+    ("entry points", ["api", "cli", "__main__", "training", "__init__"]),
 ]
 
 

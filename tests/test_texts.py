@@ -18,9 +18,14 @@ def fields(text: str) -> set[tuple[str, str]]:
     return {(name, spec) for _, name, spec, _ in string.Formatter().parse(text) if name is not None}
 
 
+# Stage names stay as they are in every language (they are the names of --json, --save and the API).
+STAGE = r"(?:blocks\.(?:\d+|L|\*)\.)?(?:attn|mlp|embed)\.[a-z_]+|resid_(?:attn|out)|ln_f|ln[12]"
+
+
 def latin_words(text: str) -> list[str]:
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(OPTION, " ", text)
+    text = re.sub(STAGE, " ", text)
     for kept in ZH_KEEPS:
         text = text.replace(kept, " ")
     return re.findall(r"[A-Za-z]{3,}", text)

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from . import __version__  # noqa: E402
+from . import __version__, stages  # noqa: E402
 from .errors import Interrupted, ParameterError, TraceGPTError  # noqa: E402
 
 
@@ -303,9 +303,12 @@ def generate(
 ):
     """Generate text token by token: one forward pass per token, the sampling stage and the KV cache shown."""
     from .commands import generate as command
-    from .commands.intervene import parse as parse_interventions
+    interventions = []
+    if ablate or cut or steer is not None or toward or away:  # parsing them imports torch: only when asked
+        from .commands.intervene import parse as parse_interventions
 
-    interventions = parse_interventions(ablate or [], cut or [], [], None, steer, toward, away, alpha, required=False)
+        interventions = parse_interventions(ablate or [], cut or [], [], None, steer, toward, away, alpha,
+                                            required=False)
     opts = command.Options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            greedy=greedy, seed=seed, stop=tuple(stop or ()), use_cache=not no_cache, layer=layer,
                            head=head, show_sampling=show_sampling, interventions=interventions, compare=compare)
@@ -353,9 +356,12 @@ def explain(
     command.run(prompt, model, device, dtype, lang, as_json, width, not no_color)
 
 
-@app.command(epilog="Examples:\n\n  tracegpt intervene \"To be, or not to be, that is the\" --ablate 0.3\n\n"
-                    "  tracegpt intervene \"I love you\" --cut 3.2:2>0 --cut 3.2:2>1\n\n"
-                    "  tracegpt intervene \"My lord, I love\" --patch \"blocks.1.resid_out[position=1]\" "
+PATCH_EXAMPLE = f"{stages.block_stage(1, 'resid_out')}[position=1]"
+
+
+@app.command(epilog="Examples:\n\n  tracegpt intervene \"O Romeo, Romeo! wherefore art thou\" --cut '2.2:7>5'\n\n"
+                    "  tracegpt intervene \"To be, or not to be, that is the\" --ablate 0.3 --ablate 2.mlp=mean\n\n"
+                    f"  tracegpt intervene \"My lord, I love\" --patch '{PATCH_EXAMPLE}' "
                     "--from \"My lady, I love\"\n\n"
                     "  tracegpt intervene \"I love\" --steer 2 --toward \" hate\" --away \" love\" --alpha 4 --json")
 def intervene(
@@ -369,7 +375,7 @@ def intervene(
                                                 "in head L.H (L:Q>K: in every head of layer L)."),
     patch: list[str] | None = typer.Option(
         None, "--patch", metavar="STAGE", help="Replace a stage (with an optional selection, e.g. "
-                                               "'blocks.1.resid_out[position=3]') by its value in a run on --from."),
+                                               f"'{PATCH_EXAMPLE}') by its value in a run on --from."),
     source: str | None = typer.Option(None, "--from", metavar="PROMPT2", help="The prompt --patch takes values from."),
     steer: int | None = typer.Option(
         None, "--steer", metavar="L", help="Add alpha × (residual of --toward − residual of --away) after block L."),

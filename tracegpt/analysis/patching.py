@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .. import stages
@@ -43,6 +44,11 @@ class Sweep:
     @property
     def errors(self) -> list[list[float]]:
         return [[e - v for e, v in zip(er, vr)] for er, vr in zip(self.estimates, self.values)]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """values, estimates and errors as (rows, columns) arrays."""
+        return {"values": np.array(self.values), "estimates": np.array(self.estimates),
+                "errors": np.array(self.errors)}
 
 
 @dataclass
@@ -99,16 +105,23 @@ def check_prompts(lm: LoadedModel, clean: str, corrupt: str) -> tuple[list[int],
     return a, b
 
 
-def token_id(lm: LoadedModel, text: str, parameter: str) -> int:
-    ids = lm.encode(text)
+def token_id(lm: LoadedModel, token: str | int, parameter: str) -> int:
+    if isinstance(token, int):
+        if not 0 <= token < lm.config.vocab_size:
+            raise ParameterError(parameter, f"{token} is not a token id; ids are 0..{lm.config.vocab_size - 1}")
+        return token
+    ids = lm.encode(token)
     if len(ids) != 1:
-        raise ParameterError(parameter, f"{text!r} is {len(ids)} tokens in {lm.name}; give a text that is one token")
+        raise ParameterError(parameter, f"{token!r} is {len(ids)} tokens in {lm.name}; give a text that is one token")
     return ids[0]
 
 
 def patching(lm: LoadedModel, clean: str, corrupt: str, kinds: tuple[str, ...] = ("resid_out", "heads"),
-             answer: str | None = None, wrong: str | None = None) -> PatchingResult:
-    """Every sweep of `kinds` of the corrupted prompt with pieces of the clean one."""
+             answer: str | int | None = None, wrong: str | int | None = None) -> PatchingResult:
+    """Every sweep of `kinds` of the corrupted prompt with pieces of the clean one.
+
+    `answer` and `wrong` (a one-token text or an id) default to each run's top next token.
+    """
     for kind in kinds:
         if kind not in KINDS:
             raise ParameterError("stage", f"{kind!r} cannot be swept; choose one of {', '.join(KINDS)}")
