@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ParameterError, UsageError
+from ..errors import UsageError
 from .common import check_outputs, check_writable, emit_json, read_text, save_exports
 
 
@@ -39,14 +39,12 @@ def run(text: str | None, file: Path | None, model: str | None, vs: str | None, 
     from .. import export, loader
     from ..analysis import scoring
 
-    try:
-        scores = [scoring.score(text, loader.load(model, device=device, dtype=dtype), window=window, stride=stride,
-                                top_k=top_k, position=position)]
-        if vs is not None:
-            scores.append(scoring.score(text, loader.load(vs, device=device, dtype=dtype), window=window,
-                                        stride=stride, top_k=top_k))
-    except ParameterError as e:
-        raise UsageError(e.said_as(e.flag)) from None
+    # A ParameterError names the Python parameter (stride, window, position); the CLI says the flag.
+    scores = [scoring.score(text, loader.load(model, device=device, dtype=dtype), window=window, stride=stride,
+                            top_k=top_k, position=position)]
+    if vs is not None:
+        scores.append(scoring.score(text, loader.load(vs, device=device, dtype=dtype), window=window, stride=stride,
+                                    top_k=top_k))
     comparison = scoring.compare(*scores) if vs is not None else None
     if save is not None:
         export.save_score_npz(save, dict(zip(("", "vs/"), scores)))
