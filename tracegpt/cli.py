@@ -432,7 +432,7 @@ def patch(
                     "  tracegpt score --file play.txt --summary\n\n"
                     "  tracegpt score \"To be, or not to be\" --position 3\n\n"
                     "  tracegpt score \"My lord, I love thee\" --vs ./my-gpt2\n\n"
-                    "  tracegpt score \"I love\" --json | jq -r 'select(.event==\"token\") | \"\\(.text)\\t\\(.bits)\"'")
+                    "  tracegpt score \"I love thee\" --json | jq -r 'select(.event==\"token\") | .bits'")
 def score(
     text: str | None = typer.Argument(None, help="Text to score; '-' reads standard input (or use --file)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Score the text of this UTF-8 file, whole."),

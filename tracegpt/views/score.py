@@ -106,8 +106,8 @@ def surprising_table(rows: list[TokenScore], lang: str) -> Table:
             expected.append(short(best.text), style="cyan")
             expected.append(f" {prob_text(best.prob)}")
         # assembled, not the cell's style: a background should cover the token, not the column's padding
-        table.add_row(str(row.position), Text.assemble((short(row.text), surprise_style(row.bits))), prob_text(row.prob),
-                      f"{row.bits:.2f}", f"{row.rank:,}", expected)
+        token = Text.assemble((short(row.text), surprise_style(row.bits)))
+        table.add_row(str(row.position), token, prob_text(row.prob), f"{row.bits:.2f}", f"{row.rank:,}", expected)
     return table
 
 
