@@ -83,7 +83,8 @@ def _visible_breaks(text: str) -> str:
 
 
 def tinted_text(score: Score, lang: str) -> Group:
-    text = Text(_visible_breaks(score.texts[0]), style=FIRST_TOKEN)
+    text = Text()  # no base style: each token carries its own
+    text.append(_visible_breaks(score.texts[0]), style=FIRST_TOKEN)
     for row in score.rows():
         text.append(_visible_breaks(row.text), style=surprise_style(row.bits))
     return Group(Text(_t("text_title", lang), style="bold"), legend(lang), text)
@@ -122,6 +123,7 @@ def _candidate_row(table: Table, c: WorkedCandidate, best: float):
 
 def worked_view(w: Worked, lang: str) -> Group:
     token = quoted(w.token.text)
+    formula_token = short(w.token.text)  # the formula stays on one line
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
     table.add_column(_t("col_rank", lang), justify="right", no_wrap=True)
     table.add_column(_t("col_token", lang), no_wrap=True)
@@ -135,9 +137,9 @@ def worked_view(w: Worked, lang: str) -> Group:
         table.add_row("⋮", Text(_t("worked_between", lang, n=w.n_between), style="grey50"),
                       "", "", "")
         _candidate_row(table, w.true, best)
-    lhs = _t("worked_lhs", lang, token=token)
+    lhs = _t("worked_lhs", lang, token=formula_token)
     steps = [
-        f"{lhs} = {_t('worked_rhs', lang, token=token)}",
+        f"{lhs} = {_t('worked_rhs', lang, token=formula_token)}",
         " " * cell_len(lhs) + " = " + _t("worked_numbers", lang, lse=w.logsumexp, logit=signed(w.true_logit),
                                          nats=w.nats),
         _t("worked_bits", lang, nats=w.nats, bits=w.bits, prob=prob_text(w.prob)),
@@ -235,8 +237,8 @@ def disagreement_table(c: Comparison, spans: list[SpanScore], lang: str) -> Tabl
     table.add_column(_t("col_difference", lang), justify="right", no_wrap=True)
     for span in spans:
         first, second = span.bits_per_char
-        table.add_row(Text(short(span.text, WORD_WIDTH), style="cyan"), f"{first:.2f}", f"{second:.2f}",
-                      Text(f"{span.difference:+.1f}", style="green" if span.difference < 0 else "red"))
+        difference = Text(f"{span.difference:+.1f}".replace("-", "−"), style="green" if span.difference < 0 else "red")
+        table.add_row(Text(short(span.text, WORD_WIDTH), style="cyan"), f"{first:.2f}", f"{second:.2f}", difference)
     return table
 
 
