@@ -1,13 +1,12 @@
 """The embedded model: really trained, quality checked on held-out Shakespeare, errors named."""
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tracegpt import loader
+from tracegpt.analysis.scoring import score
 from tracegpt.errors import ParameterError, UsageError
 
 # The held-out tails (the last 5% the training never saw) of Hamlet, Twelfth Night and the Sonnets.
@@ -31,23 +30,10 @@ def test_card_describes_the_model(lm):
 
 
 def bits_per_char(lm, text: str) -> float:
-    """Held-out cross-entropy as the card measures it: windows of n_ctx tokens, stride n_ctx/2,
-    each token scored once, with at least n_ctx/2 tokens of context after the first window."""
-    ids = torch.tensor(lm.encode(text))
-    n_ctx, stride = lm.config.n_ctx, lm.config.n_ctx // 2
-    total, scored = 0.0, 1  # the first token has nothing before it to be predicted from
-    with torch.no_grad():
-        while scored < len(ids):
-            end = min(len(ids), scored + stride if scored > 1 else n_ctx)
-            start = max(0, end - n_ctx)
-            window = ids[start:end]
-            logits = lm.model(window[None, :-1])[0]
-            new = end - scored  # targets ids[scored:end] are the last `new` of the window's targets
-            total += F.cross_entropy(logits[-new:], window[-new:], reduction="sum").item()
-            scored = end
-    # Every token but the first is predicted; charge the characters of those tokens only.
-    predicted_chars = len(text) - len(lm.token_text(int(ids[0])))
-    return total / predicted_chars / math.log(2)
+    """Held-out cross-entropy as the card measures it, by the scoring function `tracegpt score` uses:
+    windows of n_ctx tokens, stride n_ctx/2, each token scored once, with at least n_ctx/2 tokens of
+    context after the first window; bits per UTF-8 byte of the scored tokens."""
+    return score(text, lm, top_k=0).summary.bits_per_char
 
 
 def test_heldout_quality(lm):

@@ -128,3 +128,20 @@ def test_config_rejects_what_it_cannot_compute():
         GPTConfig(d_model=10, n_head=3)
     with pytest.raises(ValueError, match="unsupported activation"):
         GPTConfig(activation="mish")
+
+
+def test_logits_from_unembeds_only_the_later_positions():
+    model = random_model(ODD_CONFIGS[0])
+    ids = torch.randint(0, 1001, (2, 12))
+    with torch.no_grad():
+        full, part = model(ids), model(ids, logits_from=5)
+    assert part.shape == (2, 7, 1001)
+    assert (part - full[:, 5:]).abs().max().item() <= 1e-5
+
+
+def test_logits_from_is_refused_with_a_tap_that_reads_the_logits():
+    from tracegpt.tracer import Tracer
+
+    model = random_model(ODD_CONFIGS[0])
+    with pytest.raises(ValueError, match="logits_from"):
+        model(torch.zeros(1, 4, dtype=torch.long), taps=[Tracer(stages=["logits"])], logits_from=2)

@@ -31,6 +31,13 @@ _API = {
     "GPTConfig": "model",
 }
 
+# --- score: a text graded token by token (tracegpt score) ---
+_API.update({
+    "score": ("analysis.scoring", "score"),
+    "Score": ("analysis.scoring", "Score"),
+    "compare_scores": ("analysis.scoring", "compare"),
+})
+
 __all__ = ["__version__", *_API]
 
 

@@ -431,5 +431,49 @@ def patch(
                 svg, html, width, not no_color)
 
 
+# --- score ---
+
+
+@app.command(epilog="Examples:\n\n  tracegpt score \"But soft, what light through yonder window breaks?\"\n\n"
+                    "  tracegpt score --file play.txt --summary\n\n"
+                    "  tracegpt score \"To be, or not to be\" --position 3\n\n"
+                    "  tracegpt score \"My lord, I love thee\" --vs ./my-gpt2\n\n"
+                    "  tracegpt score \"I love thee\" --json | jq -r 'select(.event==\"token\") | .bits'")
+def score(
+    text: str | None = typer.Argument(None, help="Text to score; '-' reads standard input (or use --file)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Score the text of this UTF-8 file, whole."),
+    model: str | None = ModelOpt,
+    vs: str | None = typer.Option(
+        None, "--vs", metavar="MODEL", help="Also score the text with this model and compare the two, word by word."),
+    window: int | None = typer.Option(
+        None, "--window", help="Tokens per forward pass, at most the context (default: the context)."),
+    stride: int | None = typer.Option(
+        None, "--stride", help="Tokens between the starts of two windows, 1..window (default: half the window)."),
+    position: int | None = typer.Option(
+        None, "--position", "-p", help="Work out one position as training sees it: its distribution and its "
+                                       "cross-entropy (from 1; negative counts from the end)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="The model's top guesses kept at every position."),
+    surprising: int = typer.Option(
+        10, "--surprising", "-n", help="Rows in the table of the most surprising tokens (or of words, with --vs)."),
+    summary_only: bool = typer.Option(False, "--summary", help="Only the summary: no tinted text, no table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Write JSON Lines: one 'token' object per scored token, then one 'done'."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Also write per-token arrays (ids, probs, bits, ranks, ...) to FILE.npz."),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    lang: str = typer.Option("en", "--lang", help="Language of the view: en or zh."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Grade a text token by token: the probability the model gave to what really came, in bits of surprise."""
+    from .commands import score as command
+
+    command.run(text, file, model, vs, window, stride, position, top_k, surprising, summary_only, as_json, save,
+                svg, html, lang, device, dtype, width, not no_color)
+
+
 def main():
     app()

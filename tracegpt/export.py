@@ -285,3 +285,69 @@ def patching_to_dict(result) -> dict:
                     "values": [[_num(v) for v in row] for row in s.values],
                     "estimates": [[_num(v) for v in row] for row in s.estimates]} for s in result.sweeps],
     }
+
+
+# --- score: one JSON object per scored token, then one with the summary ---
+# (numbers with _exact's significant digits: a probability of 2e-07 must not print as 0)
+
+
+def score_token_event(model: str, t) -> dict:
+    """One analysis.scoring.TokenScore as a JSON Lines event."""
+    return {"event": "token", "model": model, "position": t.position, "id": t.id, "text": t.text,
+            "prob": _exact(t.prob), "bits": _exact(t.bits), "rank": t.rank, "context": t.context,
+            "top": [{"id": c.id, "text": c.text, "prob": _exact(c.prob)} for c in t.top]}
+
+
+def score_summary_dict(s) -> dict:
+    """An analysis.scoring.Summary, with the windows it was scored in."""
+    plan = s.plan
+    return {"model": s.model, "n_tokens": s.n_tokens, "n_scored": s.n_scored, "n_bytes": s.n_bytes,
+            "total_bits": _exact(s.total_bits), "bits_per_token": _exact(s.bits_per_token),
+            "nats_per_token": _exact(s.nats_per_token), "bits_per_char": _exact(s.bits_per_char),
+            "perplexity": _exact(s.perplexity), "n_top1": s.n_top1,
+            "windows": {"window": plan.window, "stride": plan.stride, "n_windows": plan.n_windows,
+                        "min_context": plan.min_context}}
+
+
+def score_done_event(s) -> dict:
+    return {"event": "done", **score_summary_dict(s)}
+
+
+def score_worked_event(model: str, w) -> dict:
+    """One position worked out (analysis.scoring.Worked): the distribution's top and the cross-entropy."""
+    def candidate(c) -> dict:
+        return {"rank": c.rank, "id": c.id, "text": c.text, "logit": _exact(c.logit), "prob": _exact(c.prob),
+                "is_true": c.is_true}
+
+    return {"event": "position", "model": model, "position": w.position, "context_start": w.context_start,
+            "n_vocab": w.n_vocab, "true": candidate(w.true), "top": [candidate(c) for c in w.candidates],
+            "max_logit": _exact(w.max_logit), "logsumexp": _exact(w.logsumexp), "nats": _exact(w.nats),
+            "bits": _exact(w.bits), "prob": _exact(w.prob)}
+
+
+def score_comparison_event(c, spans) -> dict:
+    """Two models on one text (analysis.scoring.Comparison), per word; `spans` are the words listed."""
+    return {"event": "comparison", "models": [s.model for s in c.summaries], "n_words": len(c.spans),
+            "n_bytes": c.n_bytes, "bits": [_exact(b) for b in c.bits],
+            "bits_per_char": [_exact(b) for b in c.bits_per_char], "n_first_better": c.n_first_better,
+            "words": [{"start": s.start, "end": s.end, "text": s.text, "bits": [_exact(b) for b in s.bits],
+                       "bits_per_char": [_exact(b) for b in s.bits_per_char], "difference": _exact(s.difference)}
+                      for s in spans]}
+
+
+def save_score_npz(path: str | Path, scores: dict) -> Path:
+    """Per-token arrays of each analysis.scoring.Score, indexed by position, under '{prefix}ids' and so on.
+
+    `scores` maps a key prefix ('' for the model scored, 'vs/' for the second) to a Score. Position 0
+    is never scored: its prob and bits are NaN, its rank 0.
+    """
+    path = Path(path)
+    arrays = {}
+    for prefix, s in scores.items():
+        r = s.scored
+        arrays.update({f"{prefix}ids": r.ids, f"{prefix}probs": r.probs, f"{prefix}bits": r.bits,
+                       f"{prefix}ranks": r.ranks, f"{prefix}context": r.context, f"{prefix}top_ids": r.top_ids,
+                       f"{prefix}top_probs": r.top_probs, f"{prefix}n_bytes": s.n_bytes})
+    with replacing(path) as f:
+        np.savez(f, **arrays)
+    return path

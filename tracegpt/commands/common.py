@@ -150,3 +150,40 @@ def save_exports(console, svg: Path | None, html: Path | None, title: str) -> No
         exports.append((html, console.export_html(clear=False)))
     for path, text in exports:
         files.write_text(path, text)
+
+
+# --- texts that may be longer than the context (score) ---
+
+# A text to score is read whole, at most this much: some 20 million tokens, hours of CPU already.
+MAX_TEXT_BYTES = 64 * 2**20
+
+
+def read_text(text: str | None, path: Path | None) -> str:
+    """The text argument ('-' reads standard input, one trailing newline dropped) or the file at `path`, whole.
+
+    UTF-8 only. No context check: score reads a long text in sliding windows.
+    """
+    if (text is None) == (path is None):
+        raise UsageError("give the text to score as an argument ('-' reads standard input) or with --file PATH, "
+                         "one of the two")
+    if path is None and text != "-":
+        return checked_utf8(text)
+    if path is None:
+        if sys.stdin is None:
+            raise UsageError("standard input is closed; give the text as an argument or with --file PATH")
+        where, data = "standard input", sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    else:
+        where = f"--file {path}"
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_TEXT_BYTES + 1)
+        except OSError as e:
+            raise UsageError(f"{where}: cannot read ({files.why(e)})") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise UsageError(f"{where} holds more than {MAX_TEXT_BYTES:,} bytes, more than tracegpt score reads at "
+                         "once; score a part of it")
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{where} is not valid UTF-8 ({_first_bad_byte(data)})") from None
+    return decoded[:-1] if path is None and decoded.endswith("\n") else decoded

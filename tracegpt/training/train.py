@@ -27,6 +27,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from .. import tokenizer  # noqa: E402
+from ..analysis.scoring import score_tokens  # noqa: E402
 from ..model import GPT, GPTConfig  # noqa: E402
 from ..weights import save_safetensors  # noqa: E402
 from . import bpe, corpus  # noqa: E402
@@ -107,28 +108,13 @@ def heldout_loss(model: GPT, data: torch.Tensor, device, batch_size: int = 16) -
     return total / (n_windows * n_ctx)
 
 
-@torch.no_grad()
-def heldout_loss_sliding(model: GPT, data: torch.Tensor, device, stride: int | None = None) -> float:
+def heldout_loss_sliding(model: GPT, data: torch.Tensor, stride: int | None = None) -> float:
     """Mean nats per token where every token but the first window's has at least n_ctx - stride of context.
 
     Windows of n_ctx tokens advance by `stride`; each scores only the tokens it has not scored yet.
+    The same scoring function as `tracegpt score` and tracegpt.score (analysis.scoring).
     """
-    n_ctx = model.config.n_ctx
-    stride = stride or n_ctx // 2
-    total, count, scored_to = 0.0, 0, 0
-    model.eval()
-    for start in range(0, len(data) - 1, stride):
-        window = data[start : start + n_ctx + 1].to(device)
-        targets = window[1:]
-        logits = model(window[None, :-1])[0].float()
-        new = slice(scored_to - start, len(targets))  # only the targets no earlier window scored
-        total += F.cross_entropy(logits[new], targets[new], reduction="sum").item()
-        count += len(targets) - (scored_to - start)
-        scored_to = start + len(targets)
-        if start + n_ctx + 1 >= len(data):
-            break
-    model.train()
-    return total / count
+    return score_tokens(model, data, stride=stride, top_k=0).nats_per_token
 
 
 def main(argv=None):
@@ -238,7 +224,7 @@ def write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed,
     model = model.to("cpu").half().float().eval()
     val = heldout_loss(model, val_ids, "cpu")
     bits_per_char = val * len(val_ids) / val_chars / math.log(2)
-    val_sliding = heldout_loss_sliding(model, val_ids, "cpu")
+    val_sliding = heldout_loss_sliding(model, val_ids)
     bits_sliding = val_sliding * len(val_ids) / val_chars / math.log(2)
     args.out.mkdir(parents=True, exist_ok=True)
     save_safetensors(model, args.out / f"{MODEL_NAME}.safetensors", dtype=torch.float16)
