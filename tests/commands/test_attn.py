@@ -254,3 +254,13 @@ def test_bad_cells_and_outputs_are_one_line_errors(cli, args, fragments):
 
 def test_export_path_that_is_a_folder_fails_before_any_work(cli, tmp_path):
     assert_one_line_error(cli("attn", "I love you", "--html", tmp_path), "--html", "directory", code=2)
+
+
+@pytest.mark.parametrize("option", ["--layer", "--head"])
+def test_a_huge_range_is_refused_before_it_is_expanded(cli, option):
+    import time
+
+    start = time.monotonic()
+    r = cli("attn", "I love you", option, "0-99999999999999")
+    assert_one_line_error(r, f"{option} 99999999999999 is out of range", "(counting from 0)", code=2)
+    assert time.monotonic() - start < 10
