@@ -64,3 +64,23 @@ def test_the_leak_check_can_fail():
 def test_unknown_language_names_the_languages():
     with pytest.raises(UsageError, match="languages: en, zh"):
         load("xx")
+
+
+@pytest.mark.parametrize("environ, lang", [({}, "en"), ({"LANG": "zh_CN.UTF-8"}, "zh"), ({"LANG": "fr_FR.UTF-8"}, "en"),
+                                           ({"LANG": "zh_CN.UTF-8", "TRACEGPT_LANG": "en"}, "en"),
+                                           ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh")])
+def test_the_language_comes_from_tracegpt_lang_then_the_locale(environ, lang):
+    from tracegpt.texts import default_language
+
+    assert default_language(environ) == lang
+
+
+@pytest.mark.parametrize("command", [["trace", "I love"], ["attn", "I love", "--head", "0"], ["lens", "I love"],
+                                     ["generate", "I love", "-n", "2", "--seed", "1"], ["explain", "I love"],
+                                     ["intervene", "I love", "--ablate", "0.1"], ["patch", "lord is my", "lady is my"]])
+def test_every_command_speaks_the_language_asked_for(run_cli, command):
+    zh = run_cli(*command, "--lang", "zh").stdout
+    assert re.search(r"[\u4e00-\u9fff]", zh), command
+    # Timings change from run to run: the first lines say the same.
+    assert run_cli(*command, env={"TRACEGPT_LANG": "zh"}).stdout.splitlines()[:4] == zh.splitlines()[:4]
+    assert not re.search(r"[\u4e00-\u9fff]", run_cli(*command, "--lang", "en").stdout.replace("你好", ""))

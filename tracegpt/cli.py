@@ -183,6 +183,15 @@ WidthOpt = typer.Option(None, "--width", callback=_check_width,
                         help="Render at this many columns, at least 40 (default: the terminal's, or COLUMNS).")
 NoColorOpt = typer.Option(False, "--no-color", help="No colours (NO_COLOR is honoured too).")
 JsonOpt = typer.Option(False, "--json", help="Write one JSON document to standard output instead of the view.")
+def _use_lang(lang: str | None) -> str:
+    from . import texts
+
+    texts.use(lang or texts.default_language())
+    return texts.current()
+
+
+LangOpt = typer.Option(None, "--lang", callback=_use_lang, metavar="en|zh",
+                       help="Language of the view: en or zh (default: TRACEGPT_LANG, else the locale's, else en).")
 REPLACES = " An existing FILE is replaced, whole once the new one is written."
 SvgOpt = typer.Option(None, "--svg", metavar="FILE", help="Also save the view as an SVG image to FILE." + REPLACES)
 HtmlOpt = typer.Option(None, "--html", metavar="FILE", help="Also save the view as an HTML page to FILE." + REPLACES)
@@ -204,6 +213,7 @@ def trace(
     save: Path | None = typer.Option(
         None, "--save", metavar="FILE", help="Also write every recorded tensor to FILE.npz, keyed by stage name."
                                              + REPLACES),
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -237,6 +247,7 @@ def attn(
     as_json: bool = JsonOpt,
     svg: Path | None = SvgOpt,
     html: Path | None = HtmlOpt,
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -296,6 +307,7 @@ def generate(
     save: Path | None = typer.Option(
         None, "--save", metavar="FILE",
         help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}." + REPLACES),
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -326,6 +338,7 @@ def lens(
     as_json: bool = JsonOpt,
     svg: Path | None = SvgOpt,
     html: Path | None = HtmlOpt,
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -343,7 +356,7 @@ def lens(
 def explain(
     prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
     model: str | None = ModelOpt,
-    lang: str = typer.Option("en", "--lang", help="Language of the explanations: en or zh."),
+    lang: str = LangOpt,
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -390,6 +403,7 @@ def intervene(
                                             help="Also write the plain run's stages to FILE.npz." + REPLACES),
     svg: Path | None = SvgOpt,
     html: Path | None = HtmlOpt,
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -419,6 +433,7 @@ def patch(
     as_json: bool = JsonOpt,
     svg: Path | None = SvgOpt,
     html: Path | None = HtmlOpt,
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,
@@ -462,7 +477,7 @@ def score(
         None, "--save", help="Also write per-token arrays (ids, probs, bits, ranks, ...) to FILE.npz."),
     svg: Path | None = SvgOpt,
     html: Path | None = HtmlOpt,
-    lang: str = typer.Option("en", "--lang", help="Language of the view: en or zh."),
+    lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     width: int | None = WidthOpt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 import unicodedata
 from functools import cache
@@ -10,6 +11,7 @@ from importlib import resources
 from ..errors import ParameterError
 
 LANGUAGES = ("en", "zh")
+_language = {"current": "en"}  # what say() speaks when not told: set once per command by the CLI (--lang)
 
 
 @cache
@@ -19,8 +21,30 @@ def load(lang: str = "en") -> dict:
     return tomllib.loads(resources.files(__package__).joinpath(f"{lang}.toml").read_text(encoding="utf-8"))
 
 
-def say(section: str, key: str, lang: str = "en", /, **values) -> str:
-    return load(lang)[section][key].format(**values)
+def say(section: str, key: str, lang: str | None = None, /, **values) -> str:
+    return load(lang or _language["current"])[section][key].format(**values)
+
+
+def use(lang: str) -> None:
+    """Speak `lang` from now on (a ParameterError names the languages if it is not one of them)."""
+    load(lang)
+    _language["current"] = lang
+
+
+def current() -> str:
+    return _language["current"]
+
+
+def default_language(environ=os.environ) -> str:
+    """TRACEGPT_LANG, else the locale's language where it is one of ours (LANG=zh_CN.UTF-8 gives zh), else en."""
+    if environ.get("TRACEGPT_LANG"):
+        return environ["TRACEGPT_LANG"]
+    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(variable)
+        if value:
+            lang = value.split("_")[0].split(".")[0].lower()
+            return lang if lang in LANGUAGES else "en"
+    return "en"
 
 
 # --- how a token is written in every text: whitespace visible, controls escaped ---
