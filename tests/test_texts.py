@@ -6,7 +6,7 @@ import string
 import pytest
 
 from tracegpt.errors import UsageError
-from tracegpt.texts import LANGUAGES, load
+from tracegpt.texts import LANGUAGES, PLURAL, load
 
 # What may stay in Latin letters in Chinese: command-line options, and the notation Chinese
 # writing on transformers keeps as is. Single and double letters (Q, K, V, KV, ms) pass anyway.
@@ -15,6 +15,7 @@ ZH_KEEPS = ("<|endoftext|>", "attn.mix", "softmax", "logit", "top-k", "top-p", "
 
 
 def fields(text: str) -> set[tuple[str, str]]:
+    text = PLURAL.sub(lambda m: "{" + m[1] + "}", text)  # a plural choice stands for its count
     return {(name, spec) for _, name, spec, _ in string.Formatter().parse(text) if name is not None}
 
 

@@ -119,8 +119,7 @@ def test_the_window_moves_to_the_worked_cell(doc_for):
 def test_narrow_terminals_get_one_shaded_character_per_cell(doc_for):
     report = doc_for()
     doc = export.attention_to_dict(report)
-    heatmap = Heatmap([t["text"] for t in doc["tokens"]], doc["weights"], doc["weights"], doc["mask"],
-                      doc["focus_position"])
+    heatmap = Heatmap([t["text"] for t in doc["tokens"]], doc["weights"], doc["mask"], doc["focus_position"])
     rows = grid_rows(draw(heatmap, 40), doc)
     assert rows, "no grid rows drawn"
     for i, cells in rows.items():

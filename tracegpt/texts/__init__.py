@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import unicodedata
 from functools import cache
@@ -21,8 +22,14 @@ def load(lang: str = "en") -> dict:
     return tomllib.loads(resources.files(__package__).joinpath(f"{lang}.toml").read_text(encoding="utf-8"))
 
 
+# "{n} {n|token|tokens}": the word for one, or for any other count, of the value named first.
+PLURAL = re.compile(r"\{(\w+)\|([^|{}]*)\|([^|{}]*)\}")
+
+
 def say(section: str, key: str, lang: str | None = None, /, **values) -> str:
-    return load(lang or _language["current"])[section][key].format(**values)
+    text = load(lang or _language["current"])[section][key]
+    text = PLURAL.sub(lambda m: m[2] if values.get(m[1]) == 1 else m[3], text)
+    return text.format(**values)
 
 
 def use(lang: str) -> None:

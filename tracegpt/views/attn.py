@@ -28,6 +28,7 @@ from ..analysis.attention import (
 )
 from ..texts import say
 from .common import bar, flow, pct, quoted, visible, weight_style
+from .palette import WEIGHT_BOUNDS, bucket, plain, readable_on, resolve
 
 LABEL_CELLS = 10  # longest token label beside a row before it is cut with …
 TITLE_PROMPT_CELLS = 100  # a long prompt is cut in the title; the grid labels show every token
@@ -42,7 +43,7 @@ GRADIENT = ((0.0, (28, 26, 48)), (0.3, (84, 40, 124)), (0.55, (183, 55, 96)), (0
 SHADES = "░▒▓█"
 SHADE_FLOOR = 0.02  # the darkest gradient colour is the terminal's own; faint shaded cells stay visible
 LEGEND_WEIGHTS = (0.0, 0.05, 0.2, 0.5, 1.0)
-PATTERN_STYLES = {"previous": "bold green", "first": "bold blue", "self": "bold magenta", "diffuse": "grey62",
+PATTERN_STYLES = {"previous": "bold green", "first": "bold yellow", "self": "bold bright_magenta", "diffuse": "grey62",
                   "mixed": "grey50", "single": "grey50"}
 
 
@@ -70,14 +71,20 @@ def weight_color(weight: float) -> Color:
     return Color.from_rgb(*GRADIENT[-1][1])
 
 
-def cell_style(weight: float) -> Style:
+# 16 colours: the grey steps whose order every theme keeps (see views/palette.py).
+PLAIN_CELLS = ("", "black on bright_black", "black on white", "bold black on bright_white")
+
+
+def cell_style(weight: float, color_system: str | None = "truecolor") -> Style:
+    if plain(color_system):
+        return Style.parse(PLAIN_CELLS[bucket(weight, WEIGHT_BOUNDS)])
     bg = weight_color(weight)
-    r, g, b = bg.get_truecolor()
-    dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 140  # text stays readable on a pale cell
-    return Style(color="black" if dark_text else "white", bgcolor=bg)
+    return Style(color=readable_on(bg.get_truecolor()), bgcolor=bg)
 
 
-def shade_style(weight: float) -> Style:
+def shade_style(weight: float, color_system: str | None = "truecolor") -> Style:
+    if plain(color_system):
+        return Style.parse(resolve(weight_style(weight), color_system))
     return Style(color=weight_color(max(weight, SHADE_FLOOR)))
 
 
@@ -86,17 +93,19 @@ def shade(weight: float) -> str:
     return SHADES[min(len(SHADES) - 1, int(max(0.0, weight) ** 0.5 * len(SHADES)))]
 
 
-def legend_pieces(n_masked: int, shaded: bool) -> list[Text]:
-    pieces = [Text(_t("legend_colour"), style="grey70")]
-    for w in LEGEND_WEIGHTS:
+def legend_pieces(n_masked: int, shaded: bool, color_system: str | None,
+                  scale: list[tuple[float, str]], title: str) -> list[Text]:
+    """The colour scale's swatches: (where on the scale, the number it stands for) each."""
+    pieces = [Text(title, style="grey70")]
+    for t, label in scale:
         swatch = Text()
         if shaded:
-            swatch.append(shade(w), style=shade_style(w))
+            swatch.append(shade(t), style=shade_style(t, color_system))
             swatch.append(" ")
-            swatch.append(f"{w:.2f}", style="grey70")
+            swatch.append(label, style="grey70")
         else:
-            for part in (" ", f"{w:.2f}", " "):  # spaces apart from the digits, for SVG viewers
-                swatch.append(part, style=cell_style(w))
+            for part in (" ", label, " "):  # spaces apart from the digits, for SVG viewers
+                swatch.append(part, style=cell_style(t, color_system))
         pieces.append(swatch)
     masked = Text()
     masked.append("·", style="grey50")
@@ -119,16 +128,23 @@ class Window:
 class Heatmap:
     """A query × key grid that windows itself to the width it is drawn at.
 
-    `values` are what the cells say (weights or scores, None where masked); `weights` colour them,
-    so a score is coloured by the share of attention it turns into.
+    `values` are what the cells say (weights, or scores with `by_score`; None where masked) and
+    what colours them: weights on their own 0..1 scale, scores from the grid's lowest to its highest,
+    each under a legend in its own units.
     """
 
-    def __init__(self, labels: list[str], values: list[list[float | None]], weights: list[list[float]],
-                 mask: list[list[bool]], focus: int, mark: tuple[int, int] | None = None):
+    def __init__(self, labels: list[str], values: list[list[float | None]], mask: list[list[bool]], focus: int,
+                 mark: tuple[int, int] | None = None, by_score: bool = False):
         self.labels = [visible(t) for t in labels]
         self.values = values
-        self.weights = weights
         self.mask = mask
+        self.color_system: str | None = "truecolor"
+        kept = [v for row, keep in zip(values, mask) for v, k in zip(row, keep) if k and v is not None]
+        low, high = (min(kept), max(kept)) if by_score else (0.0, 1.0)
+        span = (high - low) or 1.0
+        self.colour = [[0.0 if v is None else (v - low) / span for v in row] for row in values]
+        self.scale = [(t, f"{low + t * span:.2f}") for t in LEGEND_WEIGHTS]
+        self.legend_title = _t("legend_score" if by_score else "legend_colour")
         self.focus = focus
         self.mark = mark
         n = len(labels)
@@ -147,6 +163,7 @@ class Heatmap:
         return Measurement(self.label_cells + 3 * 2, self.label_cells + n * widest)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        self.color_system = console.color_system
         window = self.window(options.max_width)
         yield from self.header(window)
         for i in window.rows:
@@ -155,7 +172,8 @@ class Heatmap:
         if hidden is not None:
             yield hidden
         n_masked = sum(not keep for row in self.mask for keep in row)
-        yield from flow(legend_pieces(n_masked, window.shaded), options.max_width)
+        yield from flow(legend_pieces(n_masked, window.shaded, console.color_system, self.scale, self.legend_title),
+                        options.max_width)
 
     def window(self, width: int) -> Window:
         window = self.choose_keys(width)
@@ -235,14 +253,14 @@ class Heatmap:
         if j is None:
             append_padded(line, "…", width, "grey50")
         elif not self.mask[i][j]:
-            append_padded(line, "·", width, "grey42")
+            append_padded(line, "·", width, "grey50")
         else:
-            weight = self.weights[i][j]
+            t = self.colour[i][j]
             # A shaded cell is its glyph in the weight's colour: a glyph on a coloured background reads as noise.
-            style = shade_style(weight) if window.shaded else cell_style(weight)
+            style = shade_style(t, self.color_system) if window.shaded else cell_style(t, self.color_system)
             if self.mark == (i, j):
                 style += Style(bold=True, underline=True)
-            text = shade(weight) if window.shaded else f"{self.values[i][j]:.2f}"
+            text = shade(t) if window.shaded else f"{self.values[i][j]:.2f}"
             append_padded(line, text, width, style)
         line.append(" ")
 
@@ -298,7 +316,7 @@ def head_view(report: AttentionReport, head: HeadReport, scores: bool = False) -
     title = _t("scores_title" if scores else "weights_title", layer=head.layer, head=head.head,
                scale=f"{head.scale:.6g}", scale_text=head.scale_text)
     parts = [Text(title, style="bold"),
-             Heatmap(report.tokens, values, head.weights, report.mask, report.focus_position, mark),
+             Heatmap(report.tokens, values, report.mask, report.focus_position, mark, by_score=scores),
              explain_head(report, head, scores)]
     if worked:
         parts += [Text(), worked_view(report, worked)]

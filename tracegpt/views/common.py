@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..texts import quoted, visible  # noqa: F401 - how every view writes a token
+from .palette import theme_for, weight_style  # noqa: F401 - the scale every view colours weights with
 
 # --- output that cannot hold Unicode (PYTHONIOENCODING=latin-1, an ASCII terminal) ---
 
@@ -51,17 +52,6 @@ def bar(fraction: float, width: int = 20) -> str:
     return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
 
 
-def weight_style(w: float) -> str:
-    """Stronger attention or probability reads brighter."""
-    if w >= 0.5:
-        return "bold bright_yellow"
-    if w >= 0.2:
-        return "yellow"
-    if w >= 0.05:
-        return "dark_orange3"
-    return "grey50"
-
-
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         # rich exits 1 here; a reader that stops early (`| head`) is not a failure. The CLI
@@ -77,8 +67,10 @@ def make_console(width: int | None = None, color: bool = True, record: bool = Fa
     if width is None and not _usable_columns(os.environ.get("COLUMNS")):
         width = _terminal_width()  # COLUMNS=0, 12 or junk: the terminal's own width, or 80
     # None lets rich read NO_COLOR from the environment; --no-color forces it.
-    return _Console(width=width, no_color=None if color else True, record=record, file=sys.stdout,
-                    highlight=False, soft_wrap=False)
+    console = _Console(width=width, no_color=None if color else True, record=record, file=sys.stdout,
+                       highlight=False, soft_wrap=False)
+    console.push_theme(theme_for(console.color_system))  # the named styles, as this terminal can draw them
+    return console
 
 
 def _terminal_width() -> int:

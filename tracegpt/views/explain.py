@@ -83,7 +83,7 @@ def candidates_table(step: NarratedStep) -> Table:
 
 def step_view(number: int, step: NarratedStep, width: int) -> Group:
     # expand=False: padding to the full width would end every line in spaces.
-    parts = [Text(f"{number:>2}. {step.title}", style="bold magenta"),
+    parts = [Text(f"{number:>2}. {step.title}", style="bold bright_magenta"),
              Padding(paragraph(step.text, width - INDENT), (0, 0, 0, INDENT), expand=False)]
     if step.candidates:
         parts.append(Padding(candidates_table(step), (1, 0, 0, INDENT), expand=False))

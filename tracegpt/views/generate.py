@@ -194,7 +194,7 @@ def _token_cell(text: str, chosen: bool) -> Text:
 def _cut(kept: bool, reached: bool = True) -> Text:
     if not reached:
         return Text("·", style="grey50")
-    return Text("kept", style="green") if kept else Text("cut", style="red")
+    return Text("kept", style="green") if kept else Text("cut", style="bright_red")
 
 
 def _sampling_table(step: Step) -> Table:

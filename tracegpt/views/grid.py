@@ -19,6 +19,7 @@ from rich.text import Text
 
 from ..texts import say
 from .common import flow, visible
+from .palette import plain
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,16 @@ class Scale:
 
     def style(self, value: float | None, color_system: str | None) -> str:
         if value is None:
-            return "grey42"
-        styles = self.plain if color_system in ("standard", "windows") else self.rich
+            return "grey50"
+        styles = self.plain if plain(color_system) else self.rich
         return next((s for b, s in zip(self.bounds, styles) if value < b), styles[-1])
 
 
 # 0 = the corrupted run, 1 = the clean run; below 0 the patch pushed the other way.
 PATCH = Scale(bounds=(-0.25, 0.1, 0.3, 0.6, 0.9),
-              rich=("white on #a3202e", "", "white on #35602f", "white on #4f8f3a", "black on #86c04a",
+              rich=("#ffffff on #a3202e", "", "#ffffff on #35602f", "black on #4f8f3a", "black on #86c04a",
                     "black on #d4f07a"),
-              plain=("white on red", "", "on bright_black", "black on white", "bold black on white",
+              plain=("bright_white on red", "", "black on bright_black", "black on white", "bold black on white",
                      "bold black on bright_white"),
               labels=("< −0.25", "−0.25–0.1", "0.1–0.3", "0.3–0.6", "0.6–0.9", "≥ 0.9"))
 
@@ -61,7 +62,7 @@ class Legend:
         self.title = title
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        styles = self.scale.plain if console.color_system in ("standard", "windows") else self.scale.rich
+        styles = self.scale.plain if plain(console.color_system) else self.scale.rich
         pieces = [Text(self.title, style="grey70")] if self.title else []
         pieces += [Text(f" {label} ", style=style) for label, style in zip(self.scale.labels, styles)]
         yield from flow(pieces, options.max_width)

@@ -10,7 +10,7 @@ from ..analysis.interventions import Candidate, Done, InterventionResult, RowCha
 from ..texts import say
 from .common import pct, quoted, weight_style
 
-UP, DOWN = "green", "red"
+UP, DOWN = "green", "bright_red"
 
 
 def _t(text_key: str, **values) -> str:

@@ -8,7 +8,8 @@ from rich.text import Text
 
 from ..analysis.lens import Lens
 from ..texts import say
-from .common import bar, pct, quoted
+from .common import bar, flow, pct, quoted
+from .palette import heat_style
 
 CELL = 11  # a cell's width: a short token and its percentage
 LABEL = 9  # the row labels' width
@@ -22,15 +23,17 @@ def row_label(i: int) -> str:
     return _t("row_embed") if i == 0 else _t("row_block", layer=i - 1)
 
 
-# Probability buckets, dark to bright. Named palette colours look the same on 256-colour
-# terminals, where a smooth RGB ramp is rounded to unrelated greens.
-HEAT = ((0.05, "grey89 on grey23"), (0.15, "white on dark_green"), (0.30, "white on green4"),
-        (0.50, "black on green3"), (0.75, "black on spring_green2"), (1.01, "black on bright_green"))
-
-
 def heat(p: float) -> str:
-    """Dark for unsure, bright green for sure: the background carries the probability."""
-    return next(style for limit, style in HEAT if p < limit)
+    """Dark for unsure, bright for sure: the background carries the probability."""
+    return heat_style(p)
+
+
+def legend(width: int) -> list[Text]:
+    """What the cells' colours mean: the top guess's probability, in the heat steps."""
+    labels = ["< 5%", "5–15%", "15–30%", "30–50%", "50–75%", "≥ 75%"]
+    pieces = [Text(_t("legend"), style="grey70")] + [Text(f" {label} ", style=f"heat.{i}")
+                                                     for i, label in enumerate(labels)]
+    return flow(pieces, width)
 
 
 def _short(text: str, width: int) -> str:
@@ -95,7 +98,7 @@ def render(lens: Lens, width: int) -> Group:
     if positions.start > 0:
         parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
                           style="grey50"))
-    parts += [grid(lens, positions), Text(),
+    parts += [grid(lens, positions), *legend(width), Text(),
               Text(_t("focus_title", token=quoted(lens.final_text), position=focus,
                       focus_token=quoted(lens.tokens[focus])), style="bold"),
               focus_table(lens), summary(lens)]

@@ -145,7 +145,7 @@ def worked_view(w: Worked, lang: str) -> Group:
         _t("worked_bits", lang, nats=w.nats, bits=w.bits, prob=prob_text(w.prob)),
     ]
     return Group(
-        Text(_t("worked_title", lang, position=w.position, token=token), style="bold magenta"),
+        Text(_t("worked_title", lang, position=w.position, token=token), style="bold bright_magenta"),
         _explain(_t("worked_intro", lang, first=w.context_start, last=w.position - 1, n_context=w.token.context,
                     n_vocab=w.n_vocab)),
         table,
@@ -237,7 +237,8 @@ def disagreement_table(c: Comparison, spans: list[SpanScore], lang: str) -> Tabl
     table.add_column(_t("col_difference", lang), justify="right", no_wrap=True)
     for span in spans:
         first, second = span.bits_per_char
-        difference = Text(f"{span.difference:+.1f}".replace("-", "−"), style="green" if span.difference < 0 else "red")
+        better = span.difference < 0
+        difference = Text(f"{span.difference:+.1f}".replace("-", "−"), style="green" if better else "bright_red")
         table.add_row(Text(short(span.text, WORD_WIDTH), style="cyan"), f"{first:.2f}", f"{second:.2f}", difference)
     return table
 

@@ -66,7 +66,7 @@ def block_node(s: ForwardSummary, b: BlockSummary, explain: bool) -> Tree:
     """One block; `explain` adds the general sentences, which the first block shown carries alone."""
     m = s.model
     tok = quoted(s.tokens[s.focus])
-    title = Text(f"Block {b.layer}", style="bold magenta")
+    title = Text(f"Block {b.layer}", style="bold bright_magenta")
     if explain:
         title.append("  ").append_text(_explain(_t("block")))
     node = Tree(title, guide_style=GUIDE)
