@@ -35,7 +35,7 @@ def test_npz_holds_every_stage_of_the_json(lm, tmp_path):
     export.save_npz(trace, tmp_path / "t.npz")
     doc = export.trace_to_dict(trace, lm.token_text)
     with np.load(tmp_path / "t.npz") as npz:
-        assert sorted(npz.files) == sorted(s["name"] for s in doc["stages"])
+        assert sorted(npz.files) == sorted([s["name"] for s in doc["stages"]] + ["token_texts"])
         for s in doc["stages"]:
             assert list(npz[s["name"]].shape) == s["shape"]
         assert np.array_equal(npz["blocks.3.attn.weights"], trace["blocks.3.attn.weights"].numpy())

@@ -21,6 +21,30 @@ from . import __version__, stages  # noqa: E402
 from .errors import Interrupted, ParameterError, TraceGPTError  # noqa: E402
 
 
+def _help_as_usual() -> None:
+    """typer 0.29 writes `<bool>` beside every flag, `<str>` beside values and `{prompt}` in usage lines;
+    write them as command-line help usually does: flags bare, values as TEXT/N/X, PROMPT and [PROMPT]."""
+    from typer import core
+
+    def display_type_rich(self, ctx):
+        if self.metavar is not None:
+            return self.metavar
+        if getattr(self, "is_flag", False) or self.bare_type() == "bool":
+            return None
+        return {"int": "N", "float": "X"}.get(self.bare_type(), "TEXT")
+
+    def usage_name(self):
+        name = (self.metavar or self.name).upper()
+        return name if self.required else f"[{name}]"
+
+    core.TyperOption.display_type_rich = display_type_rich
+    core.TyperArgument.display_type_rich = lambda self, ctx: None  # the usage line already names it
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_help_as_usual()
+
+
 def _error(message: str, code: int) -> int:
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
     if sys.stderr is not None:  # closed (2>&-): the exit code still tells
@@ -213,6 +237,8 @@ def trace(
     save: Path | None = typer.Option(
         None, "--save", metavar="FILE", help="Also write every recorded tensor to FILE.npz, keyed by stage name."
                                              + REPLACES),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
     lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -222,7 +248,7 @@ def trace(
     """Run a prompt through the model and show every stage of the forward pass."""
     from .commands import trace as command
 
-    command.run(prompt, model, device, dtype, top_k, layers, position, as_json, save, width, not no_color)
+    command.run(prompt, model, device, dtype, top_k, layers, position, as_json, save, width, not no_color, svg, html)
 
 
 @app.command(epilog="Examples:\n\n  tracegpt attn \"I love you\" --layer 3 --head 2\n\n"
@@ -307,6 +333,8 @@ def generate(
     save: Path | None = typer.Option(
         None, "--save", metavar="FILE",
         help="Also write each step's new positions' stages to FILE.npz, keyed step{N}/{stage}." + REPLACES),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
     lang: str = LangOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -324,7 +352,7 @@ def generate(
     opts = command.Options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            greedy=greedy, seed=seed, stop=tuple(stop or ()), use_cache=not no_cache, layer=layer,
                            head=head, show_sampling=show_sampling, interventions=interventions, compare=compare)
-    command.run(prompt, model, device, dtype, opts, as_json, save, width, not no_color)
+    command.run(prompt, model, device, dtype, opts, as_json, save, width, not no_color, svg, html)
 
 
 @app.command(epilog="Examples:\n\n  tracegpt lens \"To be, or not to be\"\n\n"
@@ -356,6 +384,8 @@ def lens(
 def explain(
     prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
     model: str | None = ModelOpt,
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
     lang: str = LangOpt,
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
@@ -366,7 +396,7 @@ def explain(
     """Walk through one forward pass step by step, in plain words, each step backed by this run's numbers."""
     from .commands import explain as command
 
-    command.run(prompt, model, device, dtype, lang, as_json, width, not no_color)
+    command.run(prompt, model, device, dtype, lang, as_json, width, not no_color, svg, html)
 
 
 PATCH_EXAMPLE = f"{stages.block_stage(1, 'resid_out')}[position=1]"

@@ -8,6 +8,7 @@ document is the analysis's own dataclasses, field by field, so a view and its JS
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,27 @@ def npz_array(t: torch.Tensor) -> np.ndarray:
     return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
 
 
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+@dataclass
+class Saved:
+    """What an .npz holds once written: for the line that says so."""
+
+    path: Path
+    arrays: int
+    bytes: int
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Saved:
     """Arrays to an .npz file, by name; the file at `path` is replaced only once the new one is whole."""
     with replacing(path) as f:
         np.savez(f, **arrays)
-    return Path(path)
+    return Saved(Path(path), len(arrays), Path(path).stat().st_size)
 
 
-def save_npz(trace: Trace, path: str | Path) -> Path:
-    """Every recorded stage as a numpy array under its stage name (float32 for half types)."""
-    return write_npz(path, {name: npz_array(trace[name]) for name in trace.names()})
+def save_npz(trace: Trace, path: str | Path) -> Saved:
+    """Every recorded stage as a numpy array under its stage name (float32 for half types), and the
+    tokens' texts (token_texts, beside the ids of the `tokens` stage)."""
+    arrays = {name: npz_array(trace[name]) for name in trace.names()}
+    return write_npz(path, arrays | {"token_texts": np.array(trace.token_texts)})
 
 
 def step_arrays(step) -> dict[str, np.ndarray]:
@@ -92,8 +104,9 @@ def step_arrays(step) -> dict[str, np.ndarray]:
     return {f"step{step.number}/{name}": npz_array(t) for name, t in step.stages.items()}
 
 
-def generation_arrays(ids: list[int], n_prompt: int) -> dict[str, np.ndarray]:
-    return {"token_ids": np.array(ids, dtype=np.int64), "n_prompt_tokens": np.array(n_prompt, dtype=np.int64)}
+def generation_arrays(ids: list[int], n_prompt: int, token_text) -> dict[str, np.ndarray]:
+    return {"token_ids": np.array(ids, dtype=np.int64), "n_prompt_tokens": np.array(n_prompt, dtype=np.int64),
+            "token_texts": np.array([token_text(i) for i in ids])}
 
 
 # --- generate: one JSON object per step, then one when it is done ---

@@ -47,8 +47,8 @@ class AttentionPeek:
 
     layer: int
     head: int | None
-    from_position: int
-    position: int
+    from_position: int  # the newest position of the step's pass (it reads itself too; that is not counted)
+    position: int  # the earlier position it gives the most weight to
     text: str
     weight: float
 
@@ -209,7 +209,7 @@ class Generation:
     def __init__(self, lm: LoadedModel, prompt_ids: list[int], settings: SamplingSettings, max_new_tokens: int,
                  seed: int | None = None, stop_texts: tuple[str, ...] = (), use_cache: bool = True,
                  attention: AttentionSpec | None = None, record: bool = False, keep_logits: bool = True,
-                 stop_at_end_of_text: bool = True, edits: Sequence[Tap] = ()):
+                 stop_at_end_of_text: bool = True, edits: Sequence[Tap] = (), list_step: int | None = None):
         check_max_new_tokens(max_new_tokens)
         n_ctx = lm.config.n_ctx
         if not 0 < len(prompt_ids) <= n_ctx:
@@ -237,6 +237,7 @@ class Generation:
         self.keep_logits = keep_logits
         self.stop_at_end_of_text = stop_at_end_of_text
         self.edits = tuple(edits)  # taps that change every step's pass (interventions), before any recorder
+        self.list_step = list_step  # the step whose sampling keeps every kept candidate (--show-sampling)
         self.steps_done = 0
         self.seconds = 0.0
         self.first_step_seconds = 0.0
@@ -279,7 +280,7 @@ class Generation:
             logits = self.lm.model(torch.tensor([feed], device=self.lm.device), taps=taps, cache=self.cache)[0, -1]
             if not torch.isfinite(logits).all():
                 self._refuse_non_finite()
-            sampled = sample(logits, self.settings, self.generator)
+            sampled = sample(logits, self.settings, self.generator, every_kept=self.steps_done + 1 == self.list_step)
         seconds = perf_counter() - start
         first = self.steps_done == 0
         self.seconds += seconds
@@ -327,8 +328,11 @@ class Generation:
         weights = tracer.store[stages.block_stage(spec.layer, "attn.weights")]
         weights = weights[:, -1, :].float().cpu()  # (n_head, context): the newest position's row
         row = weights.mean(dim=0) if spec.head is None else weights[spec.head]
-        best = int(torch.argmax(row))
-        return AttentionPeek(layer=spec.layer, head=spec.head, from_position=position - 1, position=best,
+        newest = position - 1
+        if newest == 0:
+            return None  # a one-token context: no earlier token to look at, only itself
+        best = int(torch.argmax(row[:newest]))  # the earlier tokens only: what it gathers, not what it is
+        return AttentionPeek(layer=spec.layer, head=spec.head, from_position=newest, position=best,
                              text=self.lm.token_text(self.ids[best]), weight=row[best].item())
 
     def _new_columns(self, tracer: Tracer | None, n_new: int) -> dict[str, torch.Tensor]:

@@ -24,6 +24,8 @@ from .errors import ParameterError
 TOP_P_TOLERANCE = 1e-6
 KEEP_CANDIDATES = 10  # rows of the pipeline kept per step (the chosen token is always added)
 PREFIX = 256  # how many of the most likely tokens to sort first
+MAX_LISTED = 50  # kept tokens a whole-pipeline table lists; more are summed in one line
+CUT_ROWS = 3  # cut tokens listed after the kept ones, to show where the cut falls
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,13 @@ class Sampled:
     n_top_k: int  # tokens left after the top-k cut
     n_top_p: int  # tokens left after the top-p cut: those the draw chose among
     mass_top_p: float  # their share of the post-top-k distribution, before renormalising
+    mass_top_k: float = 1.0  # the share of p(T) the top-k cut keeps
     candidates: list[Candidate] = field(default_factory=list)  # highest logits first, chosen included
+
+    def rest(self, shown: list[Candidate]) -> tuple[int, float]:
+        """How many tokens the draw could take besides `shown`, and their probability together."""
+        n_drawable = self.n_vocab if self.greedy else self.n_top_p
+        return n_drawable - len(shown), max(0.0, 1.0 - sum(c.prob for c in shown))
 
     def top(self, n: int = 5) -> list[Candidate]:
         """The n most probable tokens of the distribution the draw used (cut tokens left out)."""
@@ -94,15 +102,19 @@ class Sampled:
 
 
 def sample(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
-           keep: int = KEEP_CANDIDATES) -> Sampled:
-    """Pick the next token from one position's logits (vocab_size,), recording every step."""
+           keep: int = KEEP_CANDIDATES, every_kept: bool = False) -> Sampled:
+    """Pick the next token from one position's logits (vocab_size,), recording every step.
+
+    `every_kept` records every token the cuts kept (up to MAX_LISTED) and the first few they cut,
+    for a table of the whole pipeline; otherwise the leading `keep` and the drawn one.
+    """
     if settings.is_greedy:
         # No cumulative sums, no draw: float32 is exact enough, and on a CPU its softmax over
         # the vocabulary is several times faster than float64's (which was ~5% of a decoding step).
         return _greedy(logits.detach().to("cpu", torch.float32).flatten(), keep)
     # float64 on the CPU: cumulative sums over 50k tokens stay exact enough for top-p, and the
     # same seed draws the same token whatever device ran the model.
-    return _sample(logits.detach().to("cpu", torch.float64).flatten(), settings, generator, keep)
+    return _sample(logits.detach().to("cpu", torch.float64).flatten(), settings, generator, keep, every_kept)
 
 
 def _greedy(logits: torch.Tensor, keep: int) -> Sampled:
@@ -147,7 +159,7 @@ def _highest_first(logits: torch.Tensor, p: torch.Tensor, limit: int, enough) ->
 
 
 def _sample(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
-            keep: int) -> Sampled:
+            keep: int, every_kept: bool = False) -> Sampled:
     n_vocab = logits.numel()
     temperature, top_p = settings.temperature, settings.top_p
     # Subtracting the maximum first keeps a tiny temperature from overflowing to inf - inf.
@@ -174,9 +186,11 @@ def _sample(logits: torch.Tensor, settings: SamplingSettings, generator: torch.G
                final.numel() - 1)
     chosen = int(ids[rank])
     model_prob = math.exp(logits[chosen].item() - torch.logsumexp(logits, dim=0).item())
+    if every_kept:
+        keep = max(keep, min(n_top_p, MAX_LISTED) + CUT_ROWS)
     return Sampled(token_id=chosen, prob=final[rank].item(), model_prob=model_prob,
                    draw=u, greedy=False, n_vocab=n_vocab, n_top_k=n_top_k, n_top_p=n_top_p,
-                   mass_top_p=mass_top_p,
+                   mass_top_p=mass_top_p, mass_top_k=top_k_mass,
                    candidates=_candidates(logits, temperature, p_temperature, ids, final, cum_end, n_top_k,
                                           n_top_p, rank, keep))
 

@@ -33,7 +33,9 @@ def test_save_writes_every_stage(run_cli, tmp_path):
     r = run_cli("trace", "I love", "--save", path, "--json")
     assert r.exit_code == 0, r.stderr
     with np.load(path) as npz:
-        assert sorted(npz.files) == sorted(s["name"] for s in r.json()["stages"])
+        assert sorted(npz.files) == sorted([s["name"] for s in r.json()["stages"]] + ["token_texts"])
+        assert list(npz["token_texts"]) == [t["text"] for t in r.json()["tokens"]]
+    assert r.stderr.startswith(f"note: wrote {path}: 68 arrays, ")
 
 
 def test_view_is_printed_by_default(run_cli):

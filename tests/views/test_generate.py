@@ -25,6 +25,14 @@ def make_step(number, settings, seed=0, logits=(3.0, 2.5, 2.0, 1.0, 0.5, 0.2, 0.
                                         weight=0.42), seconds=0.001)
 
 
+def header_of(width):
+    return view.StepTable(width, with_model=False).header()
+
+
+def step_line(step, width, before="ROMEO:\nI"):
+    return view.StepTable(width, with_model=False).row(step, before)
+
+
 def render(renderable, width):
     console = make_console(width=width, color=False, record=True)
     console.print(renderable)
@@ -44,10 +52,10 @@ SAMPLED = SamplingSettings(temperature=0.8, top_k=5, top_p=0.9)
 
 @pytest.mark.parametrize("width", [80, 160])
 def test_rows_fit_the_width_and_line_up_with_the_header(width):
-    header = render(view.step_header(width), width).splitlines()[0]
+    header = render(header_of(width), width).splitlines()[0]
     for seed in range(6):
         step = make_step(seed + 1, SAMPLED, seed=seed)
-        lines = render(view.step_row(step, width), width).splitlines()
+        lines = render(step_line(step, width), width).splitlines()
         assert all(len(line) <= width for line in lines)
         row = lines[0]
         # prob is right-aligned under its header; ctx, new and cache too
@@ -58,8 +66,8 @@ def test_rows_fit_the_width_and_line_up_with_the_header(width):
 
 def test_wide_rows_carry_the_candidates_narrow_rows_put_them_below():
     step = make_step(1, SAMPLED, seed=1)
-    wide = render(view.step_row(step, 160), 160).splitlines()
-    narrow = render(view.step_row(step, 80), 80).splitlines()
+    wide = render(step_line(step, 160), 160).splitlines()
+    narrow = render(step_line(step, 80), 80).splitlines()
     assert len(wide) == 1 and "▸" in wide[0]
     assert len(narrow) == 2 and "▸" not in narrow[0] and "▸" in narrow[1]
     assert narrow[1].startswith("     ")
@@ -85,25 +93,26 @@ def test_a_narrow_line_drops_unlikely_candidates_but_keeps_the_drawn_one():
     step = next(s for s in (make_step(1, SamplingSettings(), seed=i, logits=logits) for i in range(50))
                 if s.sampled.chosen.rank == 4)  # the least likely of the top 5 is drawn
     full = view.candidates_line(step).plain
-    narrow = view.candidates_line(step, room=30).plain
-    assert len(narrow) <= 30 < len(full)
+    narrow = view.candidates_line(step, room=40).plain  # room for the top one, the drawn one and the others
+    assert len(narrow) <= 40 < len(full)
     assert narrow.count("▸") == 1 and narrow.startswith(full[:len("' love' ")])
     # The wide table's candidates column keeps it whole too, rather than cutting it with "…".
     drawn = f"▸{quoted(TEXTS[step.token_id])} {pct(step.prob)}"
     for width in (110, 120, 160):
-        assert drawn in render(view.step_row(step, width), width)
+        assert drawn in render(step_line(step, width), width)
 
 
 def test_long_tokens_are_cut_not_wrapped():
     logits = (0.0,) * 7 + (9.0,)  # the very long token wins
     step = make_step(1, SamplingSettings(greedy=True), logits=logits)
-    lines = render(view.step_row(step, 80), 80).splitlines()
+    step.text = TEXTS[step.token_id] * 3  # longer than the text column
+    lines = render(step_line(step, 80), 80).splitlines()
     assert "…" in lines[0] and len(lines) == 2
 
 
 def test_no_cache_rows_say_off():
     step = make_step(2, SAMPLED, cache=False)
-    assert render(view.step_row(step, 80), 80).splitlines()[0].rstrip().endswith("off")
+    assert render(step_line(step, 80), 80).splitlines()[0].rstrip().endswith("off")
 
 
 def test_looks_at_shows_token_position_and_weight():
@@ -122,8 +131,10 @@ def test_sampling_pipeline_shows_each_cut_and_the_draw():
     prose = " ".join(out[: out.index("slice of [0,1)")].split())
     assert f"{s.n_top_p} tokens holding" in prose and f"u = {s.draw:.4f}" in prose
     table = out[out.index("slice of [0,1)"):].splitlines()[1:]
-    rows = [line for line in table if line.strip()]
+    rows = [line for line in table if line.strip() and line.strip()[0] in "▸0123456789"]
     assert len(rows) == 8
+    cuts = [line for line in table if line.startswith("── top-")]
+    assert cuts == [line for line in table if "cuts after row" in line] and len(cuts) >= 1
     assert sum("▸" in r for r in rows) == 1
     assert all("cut" in r for r in rows[5:])  # below the top 5: cut by top-k, top-p not reached
     assert all("·" in r for r in rows[5:])
@@ -219,5 +230,5 @@ def test_candidates_stay_on_one_line_at_80_columns():
     logits = (0.0,) * 7 + (9.0,)
     step = make_step(1, SAMPLED, logits=logits)
     step.sampled.candidates[0].text = "x" * 60
-    lines = render(view.step_row(step, 80), 80).splitlines()
+    lines = render(step_line(step, 80), 80).splitlines()
     assert len(lines) == 2 and len(lines[1]) <= 80

@@ -32,6 +32,27 @@ class Guess:
 
 
 @dataclass
+class Rest:
+    """What a list of candidates leaves out: how many tokens, holding how much probability together."""
+
+    n: int
+    prob: float
+
+
+def rest_of(shown: list[Guess], n_tokens: int) -> Rest:
+    """The tokens of a distribution over n_tokens that `shown` does not list."""
+    return Rest(n_tokens - len(shown), max(0.0, 1.0 - sum(g.prob for g in shown)))
+
+
+@dataclass
+class Actual:
+    """The token that really comes next in the prompt, as the model ranked it at the followed position."""
+
+    guess: Guess
+    rank: int  # 1 = the model's top guess
+
+
+@dataclass
 class HeadSource:
     """Where one head's followed row puts most of its weight, and its runner-up (None on a one-token prompt)."""
 
@@ -82,6 +103,19 @@ class ForwardSummary:
     last_stream_std: float | None  # the last block's output, when recorded
     ln_f_std: float
     top: list[Guess]
+    rest: Rest  # the rest of the vocabulary
+    actual: Actual | None  # when the followed position is not the last: what the prompt has next
+
+
+def actual_next(trace: Trace, position: int, token_text) -> Actual | None:
+    """The prompt's own next token after `position`, with the model's probability and rank for it."""
+    if position >= trace.n_tokens - 1:
+        return None
+    logits = trace["logits"].select(stages.position_axis("logits"), position).float()
+    probs = next_token_probs(logits)
+    token = trace.token_ids[position + 1]
+    rank = int((probs > probs[token]).sum()) + 1
+    return Actual(Guess(token, token_text(token), logits[token].item(), probs[token].item()), rank)
 
 
 def next_tokens(trace: Trace, position: int, k: int, token_text) -> list[Guess]:
@@ -132,4 +166,5 @@ def forward_summary(trace: Trace, focus: int, top_k: int, token_text,
         embed_sum_norm=norm(trace["embed.sum"][focus]),
         blocks=[block_summary(trace, layer, focus) for layer in (layers if layers is not None else trace.layers())],
         last_stream_std=std(trace[last][focus]) if last in trace else None, ln_f_std=std(trace["ln_f"][focus]),
-        top=next_tokens(trace, focus, top_k, token_text))
+        top=(top := next_tokens(trace, focus, top_k, token_text)), rest=rest_of(top, trace.model["vocab_size"]),
+        actual=actual_next(trace, focus, token_text))

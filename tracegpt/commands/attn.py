@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import check_not_the_model, check_outputs, emit_json, parse_indices, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, parse_indices, read_prompt, save_exports
 
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 
@@ -26,7 +26,8 @@ def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: s
     from ..views import attn as attn_view
     from ..views import common
 
-    lm = loader.load(model, device=device, dtype=dtype)
+    with loading(model):
+        lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, svg=svg, html=html)
     layers = parse_indices(layer, "--layer", "layers", lm.config.n_layer, lm.name, default=lm.config.n_layer - 1)
     heads = parse_indices(head, "--head", "heads", lm.config.n_head, lm.name, default=None)

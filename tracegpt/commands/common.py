@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import files
@@ -80,6 +81,33 @@ def check_writable(path: str | Path, option: str) -> Path:
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path}: not writable")
     return path
+
+
+def note(text: str) -> None:
+    """One line on standard error that the run goes on after: a setting that does nothing, a file written."""
+    if sys.stderr is not None:
+        print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def said_saved(saved) -> None:
+    from ..texts import say
+
+    note(say("common", "saved", path=saved.path, n=saved.arrays, bytes=f"{saved.bytes:,}"))
+
+
+@contextmanager
+def loading(model: str | None):
+    """A transient "loading MODEL…" on standard error while a model loads, when that is a terminal."""
+    if sys.stderr is None or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    from ..embedded import default_model_name
+    from ..texts import say
+
+    with Console(stderr=True).status(say("common", "loading", model=model or default_model_name()), spinner="dots"):
+        yield
 
 
 def check_not_the_model(lm, **outputs) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from .common import emit_json, read_prompt
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_json: bool, width: int | None,
-        color: bool) -> None:
+        color: bool, svg=None, html=None) -> None:
     from ..texts import load
 
     load(lang)  # an unknown language is a usage error before the model loads
+    check_outputs(as_json, svg, html)
     prompt = read_prompt(prompt, model)  # before torch is imported
 
     from .. import export, loader
@@ -18,10 +19,13 @@ def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_j
     from ..views import common
     from ..views import explain as explain_view
 
-    lm = loader.load(model, device=device, dtype=dtype)
+    with loading(model):
+        lm = loader.load(model, device=device, dtype=dtype)
+    check_not_the_model(lm, svg=svg, html=html)
     narration = narrate(build(run_trace(lm, prompt), lm.token_text), lang)
     if as_json:
         emit_json(export.narration_to_dict(narration))
         return
-    console = common.make_console(width=width, color=color)
+    console = common.make_console(width=width, color=color, record=bool(svg or html))
     console.print(explain_view.render(narration, console.width))
+    save_exports(console, svg, html, "tracegpt explain")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, save_exports
+from .common import (
+    check_not_the_model,
+    check_outputs,
+    check_writable,
+    emit_json,
+    loading,
+    read_prompt,
+    said_saved,
+    save_exports,
+)
 
 
 def parse(ablate: list[str], cut: list[str], patch: list[str], source: str | None, steer: int | None,
@@ -48,13 +57,14 @@ def run(prompt: str, model: str | None, device: str, dtype: str, interventions: 
     from ..views import common
     from ..views import intervene as view
 
-    lm = loader.load(model, device=device, dtype=dtype)
+    with loading(model):
+        lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, save=save, save_before=save_before, svg=svg, html=html)
     result = intervene(lm, prompt, interventions, top_k=min(top_k, lm.config.vocab_size))
     if save is not None:
-        export.save_npz(result.after, save)
+        said_saved(export.save_npz(result.after, save))
     if save_before is not None:
-        export.save_npz(result.before, save_before)
+        said_saved(export.save_npz(result.before, save_before))
     if as_json:
         emit_json(export.intervention_to_dict(result))
         return

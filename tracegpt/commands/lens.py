@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, emit_json, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, position: int | None, as_json: bool,
@@ -18,7 +18,8 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
     from ..views import common
     from ..views import lens as lens_view
 
-    lm = loader.load(model, device=device, dtype=dtype)
+    with loading(model):
+        lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, svg=svg, html=html)
     trace = run_trace(lm, prompt, stages=["embed.sum", "resid_out"])
     lens = logit_lens(lm, trace, check_position(trace.n_tokens, position))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, emit_json, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
 
 
 def run(clean: str, corrupt: str, model: str | None, device: str, dtype: str, kinds: tuple[str, ...],
@@ -18,7 +18,8 @@ def run(clean: str, corrupt: str, model: str | None, device: str, dtype: str, ki
     from ..views import common
     from ..views import patch as view
 
-    lm = loader.load(model, device=device, dtype=dtype)
+    with loading(model):
+        lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, svg=svg, html=html)
     result = patching(lm, clean, corrupt, kinds, answer=answer, wrong=wrong)
     if as_json:

@@ -40,6 +40,14 @@ def writes_unicode(stream) -> bool:
         return False
 
 
+def other_tokens(rest, short: bool = False) -> str:
+    """The candidates a list leaves out, so its probabilities add up: "other 4,086 tokens: 29%"."""
+    from ..texts import say
+
+    key = "others_short" if short else "other_tokens"
+    return say("common", key, n=rest.n, n_text=f"{rest.n:,}", pct=pct(rest.prob))
+
+
 def pct(p: float) -> str:
     p *= 100
     return f"{p:.0f}%" if p >= 9.95 else f"{p:.1f}%"

@@ -7,20 +7,22 @@ the output readable when standard output is a file or a pipe.
 
 from __future__ import annotations
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.forward import Rest
 from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say
-from .common import bar, pct, quoted, weight_style
+from .common import bar, other_tokens, pct, quoted, visible, weight_style
 
 WIDE = 110  # from this many columns the top-5 candidates fit on the step's own line
 N_TOP = 5
 TOKEN_WIDTH = 12
-NARROW_WIDTH = 65  # the step table without the candidates column, padding included
-CANDIDATES_WIDTH = 72
+CANDIDATES_WIDTH = 78
 
 
 def _t(key: str, **values) -> str:
@@ -69,6 +71,7 @@ def header(run: RunInfo) -> Group:
             lines.append(_explain(_t("looks_at_mean", layer=attention.layer, n_head=run.model["n_head"])))
         else:
             lines.append(_explain(_t("looks_at_head", layer=attention.layer, head=attention.head)))
+    lines.append(_explain(_t(probability_note(s))))
     lines.append(_explain(_t("columns")))
     if run.interventions:
         from .intervene import changes_grid
@@ -77,52 +80,137 @@ def header(run: RunInfo) -> Group:
     return Group(*lines, Text())
 
 
+def shows_model_prob(s: SamplingSettings) -> bool:
+    """Whether the draw's distribution differs from the model's own: a temperature or a cut."""
+    return not s.is_greedy and (s.temperature != 1 or s.top_k is not None or s.top_p < 1)
+
+
+def probability_note(s: SamplingSettings) -> str:
+    return "prob_model" if shows_model_prob(s) else "prob_own"
+
+
 # --- the step table, one row at a time ---
 
-
-def candidates_width(width: int) -> int:
-    return min(CANDIDATES_WIDTH, width - NARROW_WIDTH)
-
-
-def _step_table(width: int, show_header: bool) -> Table:
-    table = Table(box=None, show_edge=False, pad_edge=False, show_header=show_header, header_style="bold",
-                  padding=(0, 1))
-    table.add_column("step", justify="right", width=4, no_wrap=True)
-    table.add_column("token", width=TOKEN_WIDTH, no_wrap=True, overflow="ellipsis")
-    table.add_column("prob", justify="right", width=6, no_wrap=True)
-    if is_wide(width):
-        # Five candidates take ~65 columns; more would only push the other columns away.
-        table.add_column(f"top {N_TOP} (▸ drawn)", width=candidates_width(width), no_wrap=True, overflow="ellipsis")
-    table.add_column("looks at", width=16, no_wrap=True, overflow="ellipsis")
-    table.add_column("ctx", justify="right", width=4, no_wrap=True)
-    table.add_column("new", justify="right", width=4, no_wrap=True)
-    table.add_column("cache", justify="right", width=5, no_wrap=True)
-    return table
+FIXED = {"step": 4, "prob": 6, "model": 6, "looks": 16, "ctx": 4, "new": 4, "cache": 5}
+TEXT_MIN = 16  # cells of the text so far, at the least
 
 
-def step_header(width: int) -> Table:
-    return _step_table(width, show_header=True)
+class StepTable:
+    """The table the explainers draw, one row per step: step | text so far | prob | looks at | (top) | cache.
+
+    Rows are printed as the tokens come, each a Table of its own with the same column widths, so
+    they line up without a live display (and stay plain lines in a pipe or a file). With a
+    temperature or a cut, a `model` column gives the model's own probability beside the one the
+    draw used. From WIDE columns on, the candidates sit on the step's own line.
+    """
+
+    def __init__(self, width: int, with_model: bool):
+        self.width = width
+        self.with_model = with_model
+        self.wide = is_wide(width)
+        fixed = sum(v for k, v in FIXED.items() if k != "model" or with_model)
+        columns = len(FIXED) + 1 - (0 if with_model else 1) + (1 if self.wide else 0)  # the text column too
+        room = width - fixed - 2 * (columns - 1)  # cells are padded one space on each inner side
+        if self.wide:
+            self.candidates = min(CANDIDATES_WIDTH, room - TEXT_MIN)
+            room -= self.candidates
+        self.text = max(TEXT_MIN, room)
+
+    def _table(self, show_header: bool) -> Table:
+        table = Table(box=None, show_edge=False, pad_edge=False, show_header=show_header, header_style="bold",
+                      padding=(0, 1))
+        table.add_column(_t("col_step"), justify="right", width=FIXED["step"], no_wrap=True)
+        table.add_column(_t("col_text"), width=self.text, no_wrap=True, overflow="crop")
+        table.add_column(_t("col_prob"), justify="right", width=FIXED["prob"], no_wrap=True)
+        if self.with_model:
+            table.add_column(_t("col_model"), justify="right", width=FIXED["model"], no_wrap=True)
+        table.add_column(_t("col_looks"), width=FIXED["looks"], no_wrap=True, overflow="ellipsis")
+        if self.wide:
+            table.add_column(_t("col_top", n=N_TOP), width=self.candidates, no_wrap=True, overflow="ellipsis")
+        table.add_column(_t("col_ctx"), justify="right", width=FIXED["ctx"], no_wrap=True)
+        table.add_column(_t("col_new"), justify="right", width=FIXED["new"], no_wrap=True)
+        table.add_column(_t("col_cache"), justify="right", width=FIXED["cache"], no_wrap=True)
+        return table
+
+    def header(self) -> Table:
+        return self._table(show_header=True)
+
+    def row(self, step: Step, before: str) -> RenderableType:
+        """One step; `before` is the text the step's pass read (prompt and tokens so far)."""
+        table = self._table(show_header=False)
+        cells = [str(step.number), text_so_far(before, step, self.text), pct(step.prob)]
+        if self.with_model:
+            cells.append(Text(pct(step.sampled.model_prob), style="grey70"))
+        cells.append(looks_at(step))
+        if self.wide:
+            cells.append(candidates_line(step, room=self.candidates))
+        cells += [str(step.position), str(step.n_computed), str(step.cache_length) if step.cache_length else "off"]
+        table.add_row(*cells)
+        if self.wide:
+            return table
+        # The candidates under the text column, a leading ▸ hanging one column to the left.
+        candidates = candidates_line(step, room=self.width - 6)
+        indent = Text(" " * (5 if candidates.plain.startswith("▸") else 6), no_wrap=True, overflow="ellipsis")
+        return Group(table, indent.append_text(candidates))
+
+
+def text_so_far(before: str, step: Step, cells: int) -> Text:
+    """The tail of the text that fits, the newest token highlighted at its end."""
+    newest = visible(step.text)
+    earlier = visible(before)
+    if cell_len(newest) >= cells:  # a token longer than the column: its start, cut
+        newest, earlier = _head(newest, cells - 1) + "…", ""
+    room = cells - cell_len(newest)
+    if cell_len(earlier) > room:
+        earlier = "…" + _tail(earlier, room - 1) if room > 1 else ""
+    out = Text(earlier, style="grey70")
+    out.append(newest, style=f"bold {weight_style(step.prob)}")
+    return out
+
+
+def _head(text: str, cells: int) -> str:
+    out = ""
+    for ch in text:
+        if cell_len(out + ch) > cells:
+            break
+        out += ch
+    return out
+
+
+def _tail(text: str, cells: int) -> str:
+    out = ""
+    for ch in reversed(text):
+        if cell_len(ch + out) > cells:
+            break
+        out = ch + out
+    return out
 
 
 def candidates_line(step: Step, room: int | None = None) -> Text:
-    """The top candidates of the distribution the draw used, the drawn one marked ▸.
+    """The top candidates of the distribution the draw used, the drawn one marked ▸, then what the rest hold.
 
     Within `room` columns, candidates are dropped from the least likely end rather than wrapped;
-    the drawn token is always shown.
+    the drawn token, and the share of the others, are always shown.
     """
     def piece(c_text: str, prob: float, chosen: bool) -> Text:
         out = Text(("▸" if chosen else "") + quoted(c_text), style="bold cyan underline" if chosen else "cyan")
         return out.append(" " + pct(prob), style=weight_style(prob))
 
-    shown = [(c.text, c.prob, c.id == step.token_id) for c in step.sampled.top(N_TOP)]
+    listed = step.sampled.top(N_TOP)
+    shown = [(c.text, c.prob, c.id == step.token_id) for c in listed]
     if not any(chosen for _, _, chosen in shown):
         shown.append((step.text, step.prob, True))
+        listed = [*listed, step.sampled.chosen]
+    n, prob = step.sampled.rest(listed)
+    others = Text(other_tokens(Rest(n, prob), short=True), style="grey50")
     pieces = [piece(*s) for s in shown]
-    while room is not None and len(pieces) > 1 and sum(p.cell_len + 2 for p in pieces) - 2 > room:
-        # Drop the least likely candidate that was not drawn.
+    while room is not None and len(pieces) > 1 and sum(p.cell_len + 2 for p in pieces) + others.cell_len > room:
+        # Drop the least likely candidate that was not drawn; its share joins the others'.
         drop = max(i for i, (_, _, chosen) in enumerate(shown) if not chosen)
+        n, prob = n + 1, prob + shown[drop][1]
+        others = Text(other_tokens(Rest(n, prob), short=True), style="grey50")
         del shown[drop], pieces[drop]
-    line = Text("  ").join(pieces)
+    line = Text("  ").join([*pieces, others])
     line.no_wrap, line.overflow = True, "ellipsis"
     return line
 
@@ -130,26 +218,8 @@ def candidates_line(step: Step, room: int | None = None) -> Text:
 def looks_at(step: Step) -> Text:
     a = step.attention
     if a is None:
-        return Text("")
+        return Text("—", style="grey50")
     return Text(f"{quoted(a.text)}@{a.position} {pct(a.weight)}", style=weight_style(a.weight))
-
-
-def step_row(step: Step, width: int) -> RenderableType:
-    """One step: on one line when the console is wide, else with the candidates on a second line."""
-    wide = is_wide(width)
-    table = _step_table(width, show_header=False)
-    cells = [str(step.number), Text(quoted(step.text), style=f"bold {weight_style(step.prob)}"), pct(step.prob)]
-    if wide:
-        cells.append(candidates_line(step, room=candidates_width(width)))
-    cells += [looks_at(step), str(step.position), str(step.n_computed),
-              str(step.cache_length) if step.cache_length else "off"]
-    table.add_row(*cells)
-    if wide:
-        return table
-    candidates = candidates_line(step, room=width - 6)
-    # Under the token column, with a leading ▸ hanging one column to the left.
-    indent = Text(" " * (5 if candidates.plain.startswith("▸") else 6), no_wrap=True, overflow="ellipsis")
-    return Group(table, indent.append_text(candidates))
 
 
 # --- the sampling pipeline of one step ---
@@ -178,8 +248,10 @@ def pipeline(step: Step, settings: SamplingSettings) -> Group:
     return Group(*lines, _sampling_table(step), Text())
 
 
-def _pipeline_table() -> Table:
-    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1))
+def _pipeline_table(lines: bool = False) -> Table:
+    # With `lines`, a rule under the header and wherever a cut falls (rows marked end_section).
+    table = Table(box=box.HORIZONTALS if lines else None, show_edge=False, pad_edge=False, header_style="bold",
+                  padding=(0, 1 if not lines else 0))
     table.add_column("#", justify="right")
     table.add_column("token", no_wrap=True, max_width=TOKEN_WIDTH, overflow="ellipsis")
     table.add_column("logit", justify="right")
@@ -197,25 +269,39 @@ def _cut(kept: bool, reached: bool = True) -> Text:
     return Text("kept", style="green") if kept else Text("cut", style="bright_red")
 
 
-def _sampling_table(step: Step) -> Table:
-    table = _pipeline_table()
+def _sampling_table(step: Step) -> Group:
+    """Every kept row (up to sampling.MAX_LISTED), a line where each cut falls, and what the cut rows hold."""
+    s = step.sampled
+    table = _pipeline_table(lines=True)
     for name in ("÷T", "p(T)", "top-k", "top-p", "prob", "slice of [0,1)"):
         table.add_column(name, justify="right" if name not in ("top-k", "top-p") else "center", no_wrap=True)
-    previous_rank = -1
-    for c in step.sampled.candidates:
-        rank = c.rank
-        if rank != previous_rank + 1:
+    cuts = {}  # the rank of the first row each cut removes -> what the rows from there on hold
+    if s.n_top_p < s.n_top_k:
+        n = s.n_top_k - s.n_top_p
+        cuts[s.n_top_p] = _t("cut_top_p", row=s.n_top_p, n=n, n_text=f"{n:,}",
+                             pct=pct(s.mass_top_k * (1 - s.mass_top_p)))
+    if s.n_top_k < s.n_vocab:
+        n = s.n_vocab - s.n_top_k
+        cuts[s.n_top_k] = _t("cut_top_k", row=s.n_top_k, n=n, n_text=f"{n:,}", pct=pct(1 - s.mass_top_k))
+    listed_kept = sum(1 for c in s.candidates if c.in_top_p and c.in_top_k)
+    notes = [Text("── " + cuts[rank], style="bright_red") for rank in sorted(cuts)]
+    if listed_kept < s.n_top_p:
+        n = s.n_top_p - listed_kept
+        notes.insert(0, Text(_t("more_kept", n=n, n_text=f"{n:,}"), style="grey70"))
+    rows = s.candidates
+    for c, after in zip(rows, [*rows[1:], None]):
+        if c.rank != (rows[rows.index(c) - 1].rank + 1 if rows.index(c) else 0):
             table.add_row("…", "", "", "", "", "", "", "", "")
         chosen = c.id == step.token_id
         slice_text = f"{c.cum_start:.3f}–{c.cum_start + c.prob:.3f}" if c.prob > 0 else ""
+        next_rank = c.rank + 1
         table.add_row(
-            f"{'▸' if chosen else ''}{rank + 1}",
+            f"{'▸' if chosen else ''}{c.rank + 1}",
             _token_cell(c.text, chosen),
             f"{c.logit:.2f}", f"{c.scaled:.2f}", pct(c.p_temperature), _cut(c.in_top_k),
             _cut(c.in_top_p, reached=c.in_top_k), Text(pct(c.prob) if c.prob > 0 else "0", style=weight_style(c.prob)),
-            slice_text)
-        previous_rank = rank
-    return table
+            slice_text, end_section=next_rank in cuts and after is not None and after.rank == next_rank)
+    return Group(table, *notes)
 
 
 def _greedy_table(step: Step) -> Table:

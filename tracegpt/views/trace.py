@@ -7,9 +7,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ..analysis.forward import BlockSummary, ForwardSummary, Guess, HeadSource
+from ..analysis.forward import BlockSummary, ForwardSummary, Guess, HeadSource, Rest
 from ..texts import say
-from .common import bar, pct, quoted, weight_style
+from .common import bar, other_tokens, pct, quoted, weight_style
 
 MAX_TOKEN_ROWS = 32
 GUIDE = "grey50"
@@ -101,7 +101,7 @@ def head_line(s: ForwardSummary, head: HeadSource) -> Text:
     return line
 
 
-def next_token_table(top: list[Guess]) -> Table:
+def next_token_table(top: list[Guess], rest: Rest) -> Group:
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("token", style="cyan")
@@ -113,7 +113,7 @@ def next_token_table(top: list[Guess]) -> Table:
     for rank, t in enumerate(top, 1):
         table.add_row(str(rank), quoted(t.text), str(t.id), f"{t.logit:.2f}", pct(t.prob),
                       Text(bar(t.prob / best, 20), style=weight_style(t.prob)))
-    return table
+    return Group(table, Text(" " * (len(str(len(top))) + 2) + other_tokens(rest), style=GUIDE))
 
 
 def render(s: ForwardSummary) -> Group:
@@ -138,10 +138,15 @@ def render(s: ForwardSummary) -> Group:
     tree.add(_stage("Final LayerNorm", ln_f_text, "ln_f"))
     best = s.top[0]
     tree.add(_stage("Logits", _t("logits", vocab=m["vocab_size"], top=quoted(best.text), logit=best.logit), "logits"))
+    if s.actual is None:
+        probs = _t("probs", top=quoted(best.text), pct=pct(best.prob))
+    else:  # inside the prompt: what the followed position predicts, against what really comes next
+        probs = _t("probs_inside", position=s.focus, top=quoted(best.text), pct=pct(best.prob),
+                   actual=quoted(s.actual.guess.text), rank=f"{s.actual.rank:,}", actual_pct=pct(s.actual.guess.prob))
     nxt = tree.add(Text("Next token", style="bold").append("  probs", style=GUIDE).append("\n")
-                   .append_text(_explain(_t("probs", top=quoted(best.text), pct=pct(best.prob)))))
-    nxt.add(next_token_table(s.top))
+                   .append_text(_explain(probs)))
+    nxt.add(next_token_table(s.top, s.rest))
     parts = [title, intro, Text(), tokens_title, token_table(s), Text(), tree]
-    if s.focus != len(s.tokens) - 1:
+    if s.actual is not None:
         parts.append(_explain(_t("not_last", position=s.focus, token=tok)))
     return Group(*parts)
