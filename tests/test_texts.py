@@ -15,7 +15,7 @@ ZH_KEEPS = ("<|endoftext|>", "attn.mix", "softmax", "logit", "top-k", "top-p", "
 
 
 def fields(text: str) -> set[tuple[str, str]]:
-    text = PLURAL.sub(lambda m: "{" + m[1] + "}", text)  # a plural choice stands for its count
+    text = PLURAL.sub("", text)  # a plural choice is a choice of words, which another language may not need
     return {(name, spec) for _, name, spec, _ in string.Formatter().parse(text) if name is not None}
 
 

@@ -7,6 +7,7 @@ document is the analysis's own dataclasses, field by field, so a view and its JS
 
 from __future__ import annotations
 
+import codecs
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from . import stages
-from .analysis.forward import next_tokens
+from .analysis.forward import next_tokens, rest_of
 from .analysis.numbers import norm, std
 from .files import replacing
 from .tracer import Trace, check_position
@@ -28,9 +29,13 @@ def focus_slice(trace: Trace, name: str, focus: int) -> torch.Tensor:
     return trace[name].select(stages.position_axis(name), focus)
 
 
-def _num(x: float) -> float | None:
+def number(x: float | None) -> float | None:
+    """Every float of every document: nine significant digits, enough to read back the float32 the model
+    computed; null for a value that is not finite (or absent)."""
+    if x is None:
+        return None
     x = float(x)
-    return round(x, 6) if math.isfinite(x) else None
+    return float(f"{x:.9g}") if math.isfinite(x) else None
 
 
 def stage_summary(trace: Trace, name: str, focus: int) -> dict:
@@ -42,17 +47,17 @@ def stage_summary(trace: Trace, name: str, focus: int) -> dict:
         return entry
     f = t.float()
     sl = focus_slice(trace, name, focus).float()
-    entry.update(mean=_num(f.mean()), std=_num(std(f)), min=_num(f.min()), max=_num(f.max()),
-                 focus_norm=_num(norm(sl)))
+    entry.update(mean=number(f.mean()), std=number(std(f)), min=number(f.min()), max=number(f.max()),
+                 focus_norm=number(norm(sl)))
     if stages.kind(name) == "attn.weights":
-        entry["preview"] = [[_num(w) for w in row] for row in sl]  # each head's row for the focus
+        entry["preview"] = [[number(w) for w in row] for row in sl]  # each head's row for the focus
     else:
-        entry["preview"] = [_num(v) for v in sl.flatten()[:PREVIEW]]
+        entry["preview"] = [number(v) for v in sl.flatten()[:PREVIEW]]
     return entry
 
 
 def guess_dicts(guesses) -> list[dict]:
-    return [{"id": g.id, "text": g.text, "logit": _num(g.logit), "prob": _num(g.prob)} for g in guesses]
+    return [{"id": g.id, "text": g.text, "logit": number(g.logit), "prob": number(g.prob)} for g in guesses]
 
 
 def trace_to_dict(trace: Trace, token_text, focus: int | None = None, top_k: int = 10) -> dict:
@@ -63,11 +68,14 @@ def trace_to_dict(trace: Trace, token_text, focus: int | None = None, top_k: int
         "model": trace.model,
         "prompt": trace.prompt,
         "focus_position": focus,
-        "tokens": token_rows(trace.token_ids, trace.token_texts),
+        "tokens": token_rows(trace.token_ids, trace.token_texts, trace.token_bytes),
         "stages": [stage_summary(trace, n, focus) for n in trace.names()],
     }
     if "logits" in trace:
-        doc["next_token"] = {"position": focus, "top": guess_dicts(next_tokens(trace, focus, top_k, token_text))}
+        top = next_tokens(trace, focus, top_k, token_text)
+        rest = rest_of(top, trace.model["vocab_size"])
+        doc["next_token"] = {"position": focus, "top": guess_dicts(top),
+                             "rest": {"n": rest.n, "prob": number(rest.prob)}}
     return doc
 
 
@@ -111,29 +119,32 @@ def generation_arrays(ids: list[int], n_prompt: int, token_text) -> dict[str, np
 
 # --- generate: one JSON object per step, then one when it is done ---
 
+GENERATE_SCHEMA_VERSION = 1
+
 
 def candidate_dict(c) -> dict:
-    return {"id": c.id, "text": c.text, "prob": _num(c.prob), "logit": _num(c.logit)}
+    return {"id": c.id, "text": c.text, "prob": number(c.prob), "logit": number(c.logit)}
 
 
 def pipeline_dict(step) -> list[dict]:
-    return [{"rank": c.rank, "id": c.id, "text": c.text, "logit": _num(c.logit), "scaled": _num(c.scaled),
-             "p_temperature": _num(c.p_temperature), "in_top_k": c.in_top_k, "in_top_p": c.in_top_p,
-             "prob": _num(c.prob), "slice_start": _num(c.cum_start)} for c in step.sampled.candidates]
+    return [{"rank": c.rank, "id": c.id, "text": c.text, "logit": number(c.logit), "scaled": number(c.scaled),
+             "p_temperature": number(c.p_temperature), "in_top_k": c.in_top_k, "in_top_p": c.in_top_p,
+             "prob": number(c.prob), "slice_start": number(c.cum_start)} for c in step.sampled.candidates]
 
 
 def step_event(step, with_pipeline: bool = False) -> dict:
     s = step.sampled
     a = step.attention
     event = {
-        "event": "step", "step": step.number, "id": step.token_id, "text": step.text, "prob": _num(step.prob),
+        "schema_version": GENERATE_SCHEMA_VERSION, "event": "step", "step": step.number, "id": step.token_id,
+        "text": step.text, "prob": number(step.prob),
         "top": [candidate_dict(c) for c in s.top(5)],
-        "model_prob": _num(s.model_prob), "draw": None if s.draw is None else _num(s.draw),
-        "n_top_k": s.n_top_k, "n_top_p": s.n_top_p, "mass_top_p": _num(s.mass_top_p),
+        "model_prob": number(s.model_prob), "draw": None if s.draw is None else number(s.draw),
+        "n_top_k": s.n_top_k, "n_top_p": s.n_top_p, "mass_top_p": number(s.mass_top_p),
         "attention": None if a is None else {"layer": a.layer, "head": a.head, "position": a.position,
-                                             "text": a.text, "weight": _num(a.weight)},
+                                             "text": a.text, "weight": number(a.weight)},
         "position": step.position, "context_length": step.position, "positions_computed": step.n_computed,
-        "cache_length": step.cache_length, "seconds": _num(step.seconds),
+        "cache_length": step.cache_length, "seconds": number(step.seconds),
     }
     if with_pipeline:
         event["pipeline"] = pipeline_dict(step)
@@ -143,7 +154,8 @@ def step_event(step, with_pipeline: bool = False) -> dict:
 def done_event(gen, prompt: str, comparison=None) -> dict:
     """The last line of `generate --json`: the text, why it stopped, what it cost (and the plain run's text)."""
     s = gen.summary()
-    done = {"event": "done", "prompt": prompt, "text": gen.text(), "n_prompt_tokens": s.n_prompt_tokens,
+    done = {"schema_version": GENERATE_SCHEMA_VERSION, "event": "done", "prompt": prompt, "text": gen.text(),
+            "n_prompt_tokens": s.n_prompt_tokens,
             "stop_reason": s.stop_reason, "seed": None if gen.settings.is_greedy else gen.seed,
             "token_ids": gen.new_ids, "n_new_tokens": s.n_new_tokens, "seconds": s.seconds,
             "tokens_per_s": s.tokens_per_s, "first_step_seconds": s.first_step_seconds, "use_cache": s.use_cache,
@@ -152,7 +164,7 @@ def done_event(gen, prompt: str, comparison=None) -> dict:
     if comparison is not None:
         done["compare"] = {"seed": comparison.seed, "text": comparison.plain_text, "token_ids": comparison.plain_ids,
                            "first_difference": comparison.step}
-    return {k: _num(v) if isinstance(v, float) else v for k, v in done.items()}
+    return {k: number(v) if isinstance(v, float) else v for k, v in done.items()}
 
 
 # --- attn: one document for one head or several ---
@@ -160,29 +172,23 @@ def done_event(gen, prompt: str, comparison=None) -> dict:
 ATTN_SCHEMA_VERSION = 1
 
 
-def _exact(x: float | None) -> float | None:
-    """Nine significant digits: enough to read back the exact float32 the model produced."""
-    if x is None:
-        return None
-    x = float(x)
-    return float(f"{x:.9g}") if math.isfinite(x) else None
-
-
 def _matrix(rows) -> list[list[float | None]]:
-    return [[_exact(v) for v in row] for row in rows]
+    return [[number(v) for v in row] for row in rows]
 
 
 def worked_dict(w) -> dict:
     return {
         "layer": w.layer, "head": w.head, "query": w.query, "key": w.key, "d_head": w.d_head, "dims": w.dims,
-        "q": [_exact(x) for x in w.q], "k": [_exact(x) for x in w.k], "products": [_exact(x) for x in w.products],
-        "dot_shown": _exact(w.dot_shown), "dot": _exact(w.dot), "scale": w.scale, "score": _exact(w.score),
-        "recorded_score": _exact(w.recorded_score), "row_max": _exact(w.row_max),
-        "row": [{"key": r.key, "score": _exact(r.score), "exp": _exact(r.exp), "weight": _exact(r.weight)}
+        "q": [number(x) for x in w.q], "k": [number(x) for x in w.k], "products": [number(x) for x in w.products],
+        "dot_shown": number(w.dot_shown), "dot": number(w.dot), "scale": w.scale, "score": number(w.score),
+        "recorded_score": number(w.recorded_score), "row_max": number(w.row_max),
+        "row": [{"key": r.key, "score": number(r.score), "exp": number(r.exp), "weight": number(r.weight)}
                 for r in w.row],
-        "masked_keys": w.masked_keys, "sum_exp": _exact(w.sum_exp), "exp": _exact(w.exp), "weight": _exact(w.weight),
-        "recorded_weight": _exact(w.recorded_weight), "v": [_exact(x) for x in w.v],
-        "weighted_v": [_exact(x) for x in w.weighted_v], "mix": [_exact(x) for x in w.mix],
+        "masked_keys": w.masked_keys, "sum_exp": number(w.sum_exp), "exp": number(w.exp), "weight": number(w.weight),
+        "recorded_weight": number(w.recorded_weight), "v": [number(x) for x in w.v],
+        "weighted_v": [number(x) for x in w.weighted_v], "mix": [number(x) for x in w.mix],
+        "pulls": [{"key": p.key, "weight": number(p.weight), "weighted_v": [number(x) for x in p.weighted_v]}
+                  for p in w.pulls],
         "scale_text": w.scale_text,
     }
 
@@ -193,10 +199,10 @@ def head_dict(h) -> dict:
         "head": h.head, "scale": h.scale, "scale_text": h.scale_text, "weights": _matrix(h.weights),
         "scores": _matrix(h.scores),
         "focus": {"position": h.focus.position,
-                  "top": [{"position": t.position, "weight": _exact(t.weight)} for t in h.focus.top],
-                  "entropy_bits": _exact(h.focus.entropy_bits), "max_entropy_bits": _exact(h.focus.max_entropy_bits)},
-        "pattern": {"name": p.name, "share": _exact(p.share), "shares": {k: _exact(v) for k, v in p.shares.items()},
-                    "entropy_ratio": _exact(p.entropy_ratio)},
+                  "top": [{"position": t.position, "weight": number(t.weight)} for t in h.focus.top],
+                  "entropy_bits": number(h.focus.entropy_bits), "max_entropy_bits": number(h.focus.max_entropy_bits)},
+        "pattern": {"name": p.name, "share": number(p.share), "shares": {k: number(v) for k, v in p.shares.items()},
+                    "entropy_ratio": number(p.entropy_ratio)},
     }
     if h.worked is not None:
         entry["worked"] = worked_dict(h.worked)
@@ -207,7 +213,8 @@ def attention_to_dict(report) -> dict:
     """The JSON of `tracegpt attn --json`: one head's fields at the top level, several under `layers`."""
     doc = {
         "schema_version": ATTN_SCHEMA_VERSION, "model": report.model, "prompt": report.prompt,
-        "focus_position": report.focus_position, "tokens": token_rows(report.token_ids, report.tokens),
+        "focus_position": report.focus_position,
+        "tokens": token_rows(report.token_ids, report.tokens, report.token_bytes),
         "mask": report.mask, "all_heads": report.all_heads,
     }
     if report.single is not None:
@@ -218,26 +225,44 @@ def attention_to_dict(report) -> dict:
     return doc
 
 
-def token_rows(ids: list[int], texts: list[str]) -> list[dict]:
-    """The tokens as every JSON document lists them: [{position, id, text}]."""
-    return [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(ids, texts))]
+def token_rows(ids: list[int], texts: list[str], raw: list[bytes] | None = None) -> list[dict]:
+    """The tokens as every JSON document lists them: [{position, id, text}].
+
+    A token that holds part of a UTF-8 character also gives its `bytes`, and its `text` is what it
+    adds to the text decoded so far ("" until the character is complete), so the texts join back
+    into the prompt: `jq -j '.tokens[].text'` prints 我, not \\xe6\\x88\\x91.
+    """
+    rows = [{"position": i, "id": t, "text": s} for i, (t, s) in enumerate(zip(ids, texts))]
+    if raw is None:
+        return rows
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for row, piece in zip(rows, raw):
+        text = decoder.decode(piece)
+        try:
+            piece.decode("utf-8")
+        except UnicodeDecodeError:
+            row.update(text=text, bytes=list(piece))
+    return rows
 
 
 # --- lens ---
+
+LENS_SCHEMA_VERSION = 1
 
 
 def lens_to_dict(lens) -> dict:
     """The JSON of `tracegpt lens --json`: one row per residual stage, one cell per position."""
     return {
+        "schema_version": LENS_SCHEMA_VERSION,
         "model": lens.model,
         "prompt": lens.prompt,
-        "tokens": token_rows(lens.token_ids, lens.tokens),
+        "tokens": token_rows(lens.token_ids, lens.tokens, lens.token_bytes),
         "focus_position": lens.focus,
         "rows": [{"stage": stage, "layer": lens.layer(i),
-                  "top": [{"id": c.id, "text": c.text, "prob": round(c.prob, 6)} for c in lens.top[i]]}
+                  "top": [{"id": c.id, "text": c.text, "prob": number(c.prob)} for c in lens.top[i]]}
                  for i, stage in enumerate(lens.stages)],
         "final": {"id": lens.final_id, "text": lens.final_text,
-                  "by_row": [{"stage": s, "rank": r, "prob": round(p, 6)}
+                  "by_row": [{"stage": s, "rank": r, "prob": number(p)}
                              for s, r, p in zip(lens.stages, lens.final_ranks, lens.final_probs)]},
     }
 
@@ -250,7 +275,7 @@ EXPLAIN_SCHEMA_VERSION = 1
 def narration_to_dict(n) -> dict:
     """The JSON of `tracegpt explain --json`: the same walk as the view, as data."""
     return {"schema_version": EXPLAIN_SCHEMA_VERSION, "model": n.model, "prompt": n.prompt, "lang": n.lang,
-            "title": n.title, "intro": n.intro, "tokens": token_rows(n.token_ids, n.tokens),
+            "title": n.title, "intro": n.intro, "tokens": token_rows(n.token_ids, n.tokens, n.token_bytes),
             "steps": [{"id": s.id, "title": s.title, "text": s.text, "numbers": s.numbers, "sources": s.sources}
                       for s in n.steps]}
 
@@ -263,20 +288,20 @@ INTERVENE_SCHEMA_VERSION = 1
 def intervention_to_dict(result) -> dict:
     """The JSON of `tracegpt intervene --json`: before and after over the same token ids, and what was done."""
     def side(after: bool) -> dict:
-        return {"top": [{"id": r.id, "text": r.text, "logit": _num(r.logit_after if after else r.logit_before),
-                         "prob": _num(r.prob_after if after else r.prob_before),
+        return {"top": [{"id": r.id, "text": r.text, "logit": number(r.logit_after if after else r.logit_before),
+                         "prob": number(r.prob_after if after else r.prob_before),
                          "rank": r.rank_after if after else r.rank_before} for r in result.rows]}
 
     return {
         "schema_version": INTERVENE_SCHEMA_VERSION, "model": result.model, "prompt": result.prompt,
-        "tokens": token_rows(result.token_ids, result.tokens), "position": result.position,
+        "tokens": token_rows(result.token_ids, result.tokens, result.token_bytes), "position": result.position,
         "interventions": [{"kind": d.kind, "spec": d.text, "site": d.site, "layer": d.layer, "no_op": d.no_op,
-                           **{k: _num(v) if isinstance(v, float) else v for k, v in d.detail.items()}}
+                           **{k: number(v) if isinstance(v, float) else v for k, v in d.detail.items()}}
                           for d in result.done],
-        "before": side(False), "after": side(True), "kl_bits": _num(result.kl_bits),
+        "before": side(False), "after": side(True), "kl_bits": number(result.kl_bits),
         "top_changed": result.top_changed,
-        "cut_rows": [{"layer": r.layer, "head": r.head, "query": r.query, "before": [_num(w) for w in r.before],
-                      "after": [_num(w) for w in r.after]} for r in result.cut_rows],
+        "cut_rows": [{"layer": r.layer, "head": r.head, "query": r.query, "before": [number(w) for w in r.before],
+                      "after": [number(w) for w in r.after]} for r in result.cut_rows],
     }
 
 
@@ -293,10 +318,10 @@ def patching_to_dict(result) -> dict:
                                               for i, (a, b) in enumerate(zip(result.tokens, result.corrupt_tokens))],
         "answer": {"id": result.answer, "text": result.answer_text},
         "wrong": {"id": result.wrong, "text": result.wrong_text},
-        "metric": {"clean": _num(result.metric_clean), "corrupt": _num(result.metric_corrupt)},
+        "metric": {"clean": number(result.metric_clean), "corrupt": number(result.metric_corrupt)},
         "sweeps": [{"kind": s.kind, "rows": s.rows, "columns": s.columns,
-                    "values": [[_num(v) for v in row] for row in s.values],
-                    "estimates": [[_num(v) for v in row] for row in s.estimates]} for s in result.sweeps],
+                    "values": [[number(v) for v in row] for row in s.values],
+                    "estimates": [[number(v) for v in row] for row in s.estimates]} for s in result.sweeps],
     }
 
 
@@ -307,17 +332,17 @@ def patching_to_dict(result) -> dict:
 def score_token_event(model: str, t) -> dict:
     """One analysis.scoring.TokenScore as a JSON Lines event."""
     return {"event": "token", "model": model, "position": t.position, "id": t.id, "text": t.text,
-            "prob": _exact(t.prob), "bits": _exact(t.bits), "rank": t.rank, "context": t.context,
-            "top": [{"id": c.id, "text": c.text, "prob": _exact(c.prob)} for c in t.top]}
+            "prob": number(t.prob), "bits": number(t.bits), "rank": t.rank, "context": t.context,
+            "top": [{"id": c.id, "text": c.text, "prob": number(c.prob)} for c in t.top]}
 
 
 def score_summary_dict(s) -> dict:
     """An analysis.scoring.Summary, with the windows it was scored in."""
     plan = s.plan
     return {"model": s.model, "n_tokens": s.n_tokens, "n_scored": s.n_scored, "n_bytes": s.n_bytes,
-            "total_bits": _exact(s.total_bits), "bits_per_token": _exact(s.bits_per_token),
-            "nats_per_token": _exact(s.nats_per_token), "bits_per_char": _exact(s.bits_per_char),
-            "perplexity": _exact(s.perplexity), "n_top1": s.n_top1,
+            "total_bits": number(s.total_bits), "bits_per_token": number(s.bits_per_token),
+            "nats_per_token": number(s.nats_per_token), "bits_per_char": number(s.bits_per_char),
+            "perplexity": number(s.perplexity), "n_top1": s.n_top1,
             "windows": {"window": plan.window, "stride": plan.stride, "n_windows": plan.n_windows,
                         "min_context": plan.min_context}}
 
@@ -329,22 +354,22 @@ def score_done_event(s) -> dict:
 def score_worked_event(model: str, w) -> dict:
     """One position worked out (analysis.scoring.Worked): the distribution's top and the cross-entropy."""
     def candidate(c) -> dict:
-        return {"rank": c.rank, "id": c.id, "text": c.text, "logit": _exact(c.logit), "prob": _exact(c.prob),
+        return {"rank": c.rank, "id": c.id, "text": c.text, "logit": number(c.logit), "prob": number(c.prob),
                 "is_true": c.is_true}
 
     return {"event": "position", "model": model, "position": w.position, "context_start": w.context_start,
             "n_vocab": w.n_vocab, "true": candidate(w.true), "top": [candidate(c) for c in w.candidates],
-            "max_logit": _exact(w.max_logit), "logsumexp": _exact(w.logsumexp), "nats": _exact(w.nats),
-            "bits": _exact(w.bits), "prob": _exact(w.prob)}
+            "max_logit": number(w.max_logit), "logsumexp": number(w.logsumexp), "nats": number(w.nats),
+            "bits": number(w.bits), "prob": number(w.prob)}
 
 
 def score_comparison_event(c, spans) -> dict:
     """Two models on one text (analysis.scoring.Comparison), per word; `spans` are the words listed."""
     return {"event": "comparison", "models": [s.model for s in c.summaries], "n_words": len(c.spans),
-            "n_bytes": c.n_bytes, "bits": [_exact(b) for b in c.bits],
-            "bits_per_char": [_exact(b) for b in c.bits_per_char], "n_first_better": c.n_first_better,
-            "words": [{"start": s.start, "end": s.end, "text": s.text, "bits": [_exact(b) for b in s.bits],
-                       "bits_per_char": [_exact(b) for b in s.bits_per_char], "difference": _exact(s.difference)}
+            "n_bytes": c.n_bytes, "bits": [number(b) for b in c.bits],
+            "bits_per_char": [number(b) for b in c.bits_per_char], "n_first_better": c.n_first_better,
+            "words": [{"start": s.start, "end": s.end, "text": s.text, "bits": [number(b) for b in s.bits],
+                       "bits_per_char": [number(b) for b in s.bits_per_char], "difference": number(s.difference)}
                       for s in spans]}
 
 

@@ -81,7 +81,7 @@ def test_every_view_renders_with_its_labels(doc_for, width, options):
     doc = export.attention_to_dict(report)
     text = draw(render(report, scores=scores), width)
     assert "'To␣be,␣or␣not␣to␣be,␣that" in text.replace("\n", "")
-    if doc["all_heads"]:
+    if report.overview:
         last = len(doc["tokens"]) - 1
         assert say("attn", "col_head") in text and f"{quoted(doc['tokens'][last]['text'])}@{last}" in text
         layers = [layer["layer"] for layer in doc["layers"]]
@@ -155,7 +155,7 @@ def synthetic_report(head_weights: list[torch.Tensor]) -> AttentionReport:
                         focus=focus_of(w, n - 1), pattern=pattern(w)) for h, w in enumerate(head_weights)]
     texts = ["A", " b", " c", " d", " e", " f"][:n]
     return AttentionReport(model={"name": "toy"}, prompt="".join(texts), focus_position=n - 1, tokens=texts,
-                           token_ids=list(range(n)), mask=mask.tolist(), all_heads=True,
+                           token_ids=list(range(n)), mask=mask.tolist(), all_heads=True, overview=True,
                            layers=[LayerReport(0, heads)])
 
 

@@ -179,9 +179,13 @@ def test_header_says_how_it_samples_and_what_the_columns_mean():
 
 
 def test_long_prompts_are_shortened_in_the_title():
-    assert view.shorten("x" * 30) == "x" * 30
-    short = view.shorten("a" * 100 + "the end")
-    assert len(short) == 60 and short.endswith("the end") and "…" in short
+    from tracegpt.texts import titled
+
+    assert titled("x" * 30, 30) == "'" + "x" * 30 + "'"
+    short = titled("a" * 100 + "the end", 17)
+    assert short.endswith("the␣end' (17 tokens)") and "…" in short and len(short) < 70
+    title = render(view.header(run_info(SAMPLED)), 80).splitlines()[0]
+    assert "ROMEO:↵I" in title
 
 
 def test_generated_tokens_are_tinted_by_their_probability():

@@ -9,7 +9,7 @@ them where the report redoes a step), so the view, the JSON and a reader's own c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -57,6 +57,15 @@ class SoftmaxTerm:
 
 
 @dataclass
+class Pull:
+    """What one key hands the query: its weight × its value vector (the dims shown)."""
+
+    key: int
+    weight: float
+    weighted_v: list[float]
+
+
+@dataclass
 class WorkedCell:
     """One cell of the table by hand: q·k, the scale, the softmax along its row, weight × v."""
 
@@ -85,6 +94,7 @@ class WorkedCell:
     v: list[float]
     weighted_v: list[float]
     mix: list[float]
+    pulls: list[Pull]  # every key the query reads: Σ weight·v over them is mix
 
 
 @dataclass
@@ -114,28 +124,33 @@ class AttentionReport:
     tokens: list[str]  # token texts by position
     token_ids: list[int]
     mask: list[list[bool]]
-    all_heads: bool  # no head chosen: one line per head
+    all_heads: bool  # every head of each layer is here
     layers: list[LayerReport]
+    token_bytes: list[bytes] = field(default_factory=list)
+    overview: bool = False  # one line per head (no head was chosen), rather than each head's heatmap
 
     @property
     def single(self) -> HeadReport | None:
         """The one head, when exactly one was asked for: its grid is the whole view."""
-        if self.all_heads or len(self.layers) != 1 or len(self.layers[0].heads) != 1:
+        if self.overview or len(self.layers) != 1 or len(self.layers[0].heads) != 1:
             return None
         return self.layers[0].heads[0]
 
 
 def attention_report(trace: Trace, lm, layers: list[int] | None, heads: list[int] | None, focus: int,
                      cell: tuple[int, int] | None = None) -> AttentionReport:
-    """Heads of the chosen layers (None: all of them) seen from the focus position; `cell` worked by hand."""
+    """Heads of the chosen layers (None: all of them) seen from the focus position; `cell` worked by hand.
+
+    heads=None is the overview (a line per head); a list of every head is every heatmap.
+    """
     layers = layers if layers is not None else list(range(lm.config.n_layer))
     head_list = heads if heads is not None else list(range(lm.config.n_head))
     return AttentionReport(
         model=trace.model, prompt=trace.prompt, focus_position=focus, tokens=list(trace.token_texts),
         token_ids=list(trace.token_ids), mask=trace[stages.block_stage(layers[0], "attn.mask")].tolist(),
-        all_heads=heads is None,
+        all_heads=heads is None or len(head_list) == lm.config.n_head, overview=heads is None,
         layers=[LayerReport(layer, [head_report(trace, lm, layer, h, focus, cell) for h in head_list])
-                for layer in layers])
+                for layer in layers], token_bytes=list(trace.token_bytes))
 
 
 def head_report(trace: Trace, lm, layer: int, head: int, focus: int, cell: tuple[int, int] | None) -> HeadReport:
@@ -222,4 +237,11 @@ def worked_cell(trace: Trace, layer: int, head: int, query: int, key: int, scale
         masked_keys=[j for j, keep in enumerate(kept) if not keep], sum_exp=sum_exp, exp=exps[key],
         weight=exps[key] / sum_exp, recorded_weight=recorded_weight, v=v[:shown].tolist(),
         weighted_v=[recorded_weight * x for x in v[:shown].tolist()],
-        mix=stage("attn.mix")[head, query, :shown].tolist())
+        mix=stage("attn.mix")[head, query, :shown].tolist(),
+        pulls=pulls(trace, layer, head, query, visible_keys, shown))
+
+
+def pulls(trace: Trace, layer: int, head: int, query: int, keys: list[int], shown: int) -> list[Pull]:
+    weights = trace[stages.block_stage(layer, "attn.weights")][head, query].double()
+    values = trace[stages.block_stage(layer, "attn.v")][head].double()
+    return [Pull(j, weights[j].item(), (weights[j] * values[j, :shown]).tolist()) for j in keys]

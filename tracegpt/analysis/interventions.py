@@ -23,7 +23,7 @@ from ..loader import LoadedModel
 from ..model import next_token_probs
 from ..taps import Edit, Tap
 from ..tracer import Trace, encode_prompt, trace_ids
-from .forward import Guess
+from .forward import Guess, Rest, rest_of
 
 TOP_K = 10
 
@@ -324,8 +324,14 @@ class InterventionResult:
     kl_bits: float  # KL(before ‖ after), in bits
     top_changed: bool
     cut_rows: list[RowChange]
+    rest_before: Rest  # the tokens the rows leave out, in each run
+    rest_after: Rest
     before: Trace = field(repr=False)
     after: Trace = field(repr=False)
+
+    @property
+    def token_bytes(self) -> list[bytes]:
+        return self.before.token_bytes
 
 
 def intervene(lm: LoadedModel, prompt: str, interventions: Sequence[Intervention], top_k: int = TOP_K,
@@ -342,7 +348,9 @@ def intervene(lm: LoadedModel, prompt: str, interventions: Sequence[Intervention
     return InterventionResult(
         model=before.model, prompt=prompt, tokens=list(before.token_texts), token_ids=ids, position=last,
         done=[describe(iv, lm, directions) for iv in checked], rows=rows, kl_bits=kl, top_changed=changed,
-        cut_rows=cut_rows(checked, before, after, lm.config.n_head), before=before, after=after)
+        cut_rows=cut_rows(checked, before, after, lm.config.n_head),
+        rest_before=rest_of(as_guesses(rows, after=False), lm.config.vocab_size),
+        rest_after=rest_of(as_guesses(rows, after=True), lm.config.vocab_size), before=before, after=after)
 
 
 def compare(before: torch.Tensor, after: torch.Tensor, top_k: int, token_text) -> tuple[list[Candidate], float, bool]:

@@ -7,7 +7,7 @@ the last block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -40,6 +40,8 @@ class Lens:
     final_text: str
     final_ranks: list[int]  # its rank (1 = top) at each row, for the focus position
     final_probs: list[float]  # its probability at each row, for the focus position
+    token_bytes: list[bytes] = field(default_factory=list)
+    actual: tuple[str, int, float] | None = None  # inside the prompt: its real next token, its rank and prob at the end
 
     def layer(self, row: int) -> int | None:
         """The block a row reads after (None for the embedding)."""
@@ -68,7 +70,12 @@ def logit_lens(lm: LoadedModel, trace: Trace, focus: int) -> Lens:
     ranks = (focus_probs > final_p[:, None]).sum(dim=-1) + 1
     top = [[Cell(int(t), lm.token_text(int(t)), float(p)) for t, p in zip(ids, ps)]
            for ids, ps in zip(top_ids, top_probs)]
+    actual = None
+    if focus < trace.n_tokens - 1:  # the prompt says what really came next: how the model ranked it
+        token = trace.token_ids[focus + 1]
+        p = probs[-1, focus, token]
+        actual = (lm.token_text(token), int((probs[-1, focus] > p).sum()) + 1, p.item())
     return Lens(model=trace.model, prompt=trace.prompt, tokens=list(trace.token_texts),
                 token_ids=list(trace.token_ids), stages=rows, probs=probs, top=top, focus=focus,
                 final_id=final_id, final_text=lm.token_text(final_id), final_ranks=ranks.tolist(),
-                final_probs=final_p.tolist())
+                final_probs=final_p.tolist(), token_bytes=list(trace.token_bytes), actual=actual)

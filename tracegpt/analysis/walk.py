@@ -18,9 +18,9 @@ import torch
 
 from .. import stages
 from ..model import next_token_probs
-from ..texts import quoted, say
+from ..texts import quoted, say, titled
 from ..tracer import Trace
-from .forward import Guess, next_tokens
+from .forward import Guess, Rest, next_tokens, rest_of
 from .numbers import norm as _norm
 from .numbers import std as _std
 
@@ -35,6 +35,7 @@ class Step:
     sources: dict = field(default_factory=dict)  # placeholder name -> the expression on the trace it comes from
     key: str = ""  # a variant text key, when the step's situation needs other words (one token, ...)
     candidates: list[Guess] = field(default_factory=list)  # the next-token step's top tokens, most likely first
+    rest: Rest | None = None  # what the candidates leave out
 
     @property
     def text_key(self) -> str:
@@ -48,6 +49,7 @@ class Walk:
     tokens: list[str]
     token_ids: list[int]
     steps: list[Step]
+    token_bytes: list[bytes] = field(default_factory=list)
 
 
 def _stage(layer: int, kind: str) -> str:
@@ -213,7 +215,7 @@ def next_token_step(trace: Trace, token_text) -> Step:
                         f"top{rank}_logit": guess.logit})
         sources[f"top{rank}_prob"] = f"softmax(logits[{last}])[{guess.id}]"
         sources[f"top{rank}_logit"] = f"logits[{last}, {guess.id}]"
-    return Step("next_token", numbers, sources, candidates=candidates)
+    return Step("next_token", numbers, sources, candidates=candidates, rest=rest_of(candidates, probs.numel()))
 
 
 def generation_step(trace: Trace) -> Step:
@@ -240,7 +242,7 @@ def build(trace: Trace, token_text) -> Walk:
              residual_step(trace, focus, layer), layernorm_step(trace, focus, layer),
              next_token_step(trace, token_text), generation_step(trace), no_hidden_step(trace)]
     return Walk(model=trace.model, prompt=trace.prompt, tokens=list(trace.token_texts),
-                token_ids=list(trace.token_ids), steps=steps)
+                token_ids=list(trace.token_ids), steps=steps, token_bytes=list(trace.token_bytes))
 
 
 # --- texts ------------------------------------------------------------------------------------
@@ -255,6 +257,7 @@ class NarratedStep:
     numbers: dict
     sources: dict
     candidates: list[Guess]
+    rest: Rest | None
 
 
 @dataclass
@@ -267,6 +270,7 @@ class Narration:
     tokens: list[str]
     token_ids: list[int]
     steps: list[NarratedStep]
+    token_bytes: list[bytes] = field(default_factory=list)
 
 
 def fill(step: Step, lang: str) -> tuple[str, str]:
@@ -278,8 +282,10 @@ def fill(step: Step, lang: str) -> tuple[str, str]:
 
 def narrate(walk: Walk, lang: str = "en") -> Narration:
     """The walk told in a language: what the view prints and `--json` holds."""
-    steps = [NarratedStep(step.id, *fill(step, lang), step.numbers, step.sources, step.candidates)
+    steps = [NarratedStep(step.id, *fill(step, lang), step.numbers, step.sources, step.candidates, step.rest)
              for step in walk.steps]
     return Narration(model=walk.model, prompt=walk.prompt, lang=lang,
-                     title=say("explain", "title", lang, model=walk.model["name"], prompt=quoted(walk.prompt)),
-                     intro=say("explain", "intro", lang), tokens=walk.tokens, token_ids=walk.token_ids, steps=steps)
+                     title=say("explain", "title", lang, model=walk.model["name"],
+                               prompt=titled(walk.prompt, len(walk.tokens))),
+                     intro=say("explain", "intro", lang), tokens=walk.tokens, token_ids=walk.token_ids, steps=steps,
+                     token_bytes=walk.token_bytes)

@@ -30,7 +30,10 @@ def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: s
         lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, svg=svg, html=html)
     layers = parse_indices(layer, "--layer", "layers", lm.config.n_layer, lm.name, default=lm.config.n_layer - 1)
-    heads = parse_indices(head, "--head", "heads", lm.config.n_head, lm.name, default=None)
+    # No --head: every head of a layer as one line each; --head all: every head's heatmap.
+    every = head is not None and head.strip().lower() == "all"
+    heads = list(range(lm.config.n_head)) if every else parse_indices(head, "--head", "heads", lm.config.n_head,
+                                                                       lm.name, default=None)
     n_tokens = len(encode_prompt(lm, text))
     focus = check_position(n_tokens, position)
     cell = check_cell(query, key, n_tokens)

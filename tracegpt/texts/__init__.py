@@ -81,3 +81,15 @@ def visible(text: str) -> str:
 
 def quoted(text: str) -> str:
     return f"'{visible(text)}'"
+
+
+TITLE_CELLS = 48  # a prompt longer than this is shortened in titles: its start, "…", its end
+
+
+def titled(prompt: str, n_tokens: int, cells: int = TITLE_CELLS) -> str:
+    """A prompt as a title quotes it: whole when short; else its start and end on one line, and its length."""
+    shown = visible(prompt)
+    if len(shown) <= cells:
+        return f"'{shown}'"
+    head, tail = cells * 2 // 3, cells // 3
+    return f"'{shown[:head]}…{shown[-tail:]}' " + say("common", "title_tokens", n=n_tokens, n_text=f"{n_tokens:,}")

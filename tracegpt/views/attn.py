@@ -35,6 +35,7 @@ TITLE_PROMPT_CELLS = 100  # a long prompt is cut in the title; the grid labels s
 MIN_NUMBER_KEYS = 8  # fewer key columns than this with numbers: draw shaded cells instead
 OVERVIEW_TOKEN_CELLS = 6  # token text in the all-heads table, which must fit 80 columns
 TOP_KEYS = 3
+GRID_GAP = 3  # columns between heatmaps drawn side by side
 MAX_SOFTMAX_ROWS = 12  # keys listed in the worked softmax before the rest are summed in one line
 SOFTMAX_BAR_CELLS = 12
 # Dark violet to pale yellow; weights go through a square root first so 0.05 and 0.2 differ visibly.
@@ -182,9 +183,9 @@ class Heatmap:
             # Room to spare: widen the columns so the key labels are read whole, not cut.
             room = max(0, width - self.label_cells)
             labels = [cell_len(self.labels[j]) for j in window.keys if j is not None]
-            wide = min(LABEL_CELLS, max(labels)) + 1
-            if wide > window.cell and wide * len(window.keys) <= room:
-                window.cell = wide
+            wide = max(labels) + 1
+            # As wide as the labels need, or as the room allows: a label is cut only when it must be.
+            window.cell = max(window.cell, min(wide, room // len(window.keys)))
         return window
 
     def choose_keys(self, width: int) -> Window:
@@ -338,6 +339,30 @@ def explain_head(report: AttentionReport, head: HeadReport, scores: bool) -> Tex
     return _explain(sentence)
 
 
+class HeadGrid:
+    """Several heads' heatmaps, side by side as many as the width holds, else one under the other."""
+
+    def __init__(self, report: AttentionReport, heads: list[HeadReport], scores: bool):
+        self.report, self.heads, self.scores = report, heads, scores
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        views = [head_view(self.report, h, self.scores) for h in self.heads]
+        natural = max(42, *(console.measure(v.renderables[1], options=options).maximum for v in views))
+        per_row = max(1, min(len(views), (options.max_width + GRID_GAP) // (natural + GRID_GAP)))
+        if per_row == 1 or any(h.worked for h in self.heads):
+            for v in views:
+                yield v
+                yield Text()
+            return
+        grid = Table.grid(padding=(0, GRID_GAP, 1, 0))
+        for _ in range(per_row):
+            grid.add_column(width=natural)
+        for start in range(0, len(views), per_row):
+            row = views[start:start + per_row]
+            grid.add_row(*row, *[""] * (per_row - len(row)))
+        yield grid
+
+
 # --- every head of a layer -------------------------------------------------------------------------
 
 
@@ -424,10 +449,54 @@ def worked_view(report: AttentionReport, w: WorkedCell) -> Group:
         Text(_t("worked_weight", exp=w.exp, sum=w.sum_exp, weight=w.weight,
                 cell=f"{w.recorded_weight:.2f}")),
         _explain(_t("worked_value", v=v_name, k_token=k_tok, q_token=q_tok, head=w.head, last=w.query)),
-        numbers_table(w.dims, [(v_name, w.v, ""), (f"{w.recorded_weight:.4f}·{v_name}", w.weighted_v,
-                                                         "yellow"), (f"mix{subscript(w.query)}", w.mix, "")]),
+        numbers_table(w.dims, [(v_name, w.v, ""), (f"{w.recorded_weight:.4f}·{v_name}", w.weighted_v, "yellow")]),
+        _explain(_t("worked_pulls", q_token=q_tok, last=w.query)),
+        pull_table(report, w),
     ]
     return Group(*parts)
+
+
+class PullTable:
+    """weight × v for every key the query reads (the heaviest, past MAX_SOFTMAX_ROWS), summing to mix.
+
+    A renderable, so each weight is coloured as the heatmap colours it on this console.
+    """
+
+    def __init__(self, report: AttentionReport, w: WorkedCell):
+        self.report, self.w = report, w
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        w = self.w
+        shown = w.pulls
+        if len(shown) > MAX_SOFTMAX_ROWS:
+            heaviest = sorted(shown, key=lambda p: -p.weight)[: MAX_SOFTMAX_ROWS - 1]
+            keep = {p.key for p in heaviest} | {w.key}
+            shown = [p for p in w.pulls if p.key in keep]
+        # As many dims as fit beside the key, its token and its weight (8 columns each with the gap).
+        n_dims = max(1, min(len(w.dims), (options.max_width - 26) // 9))
+        dims = range(n_dims)
+        table = Table(box=None, show_edge=False, pad_edge=False, header_style="grey50", padding=(0, 1))
+        table.add_column(_t("col_key"), justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True, overflow="ellipsis", max_width=8)
+        table.add_column(_t("col_weight"), justify="right", no_wrap=True)
+        for i in dims:
+            table.add_column(str(w.dims[i]), justify="right", no_wrap=True)
+        for p in shown:
+            table.add_row(str(p.key), Text(quoted(self.report.tokens[p.key]), style="cyan"),
+                          Text(f"{p.weight:.4f}", style=cell_style(p.weight, console.color_system)),
+                          *(f"{p.weighted_v[i]:.4f}" for i in dims), style="bold" if p.key == w.key else "")
+        rest = [p for p in w.pulls if p not in shown]
+        if rest:
+            table.add_row("…", Text(_t("worked_other_keys", n=len(rest)), style="grey70"),
+                          f"{sum(p.weight for p in rest):.4f}",
+                          *(f"{sum(p.weighted_v[i] for p in rest):.4f}" for i in dims))
+        table.add_row("Σ", Text(f"mix{subscript(w.query)}", style="yellow"), "", *(f"{w.mix[i]:.4f}" for i in dims),
+                      style="yellow")
+        yield table
+
+
+def pull_table(report: AttentionReport, w: WorkedCell) -> PullTable:
+    return PullTable(report, w)
 
 
 def masked_note(w: WorkedCell) -> str:
@@ -492,11 +561,10 @@ def render(report: AttentionReport, scores: bool = False, default_prompt: bool =
         return Group(*parts)
     for layer in report.layers:
         parts.append(Text())
-        if report.all_heads:
+        if report.overview:
             parts.append(overview(report, layer))
             continue
-        for head in layer.heads:
-            parts += [head_view(report, head, scores), Text()]
-    if report.all_heads:
+        parts += [HeadGrid(report, layer.heads, scores), Text()]
+    if report.overview:
         parts += [Text(), _explain(_t("overview_how"))]
     return Group(*parts)

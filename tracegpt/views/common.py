@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import errno
 import os
+import re
 import sys
 
 from rich.console import Console
@@ -60,7 +61,16 @@ def bar(fraction: float, width: int = 20) -> str:
     return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
 
 
+TRAILING = re.compile(r" +(?=\n)")
+
+
 class _Console(Console):
+    def _render_buffer(self, buffer) -> str:
+        # Tables pad every cell to its column's width: in a file or a pipe the spaces at the ends
+        # of lines are noise (diffs, `wc -L`), so they go when there are no colours to carry.
+        text = super()._render_buffer(buffer)
+        return text if self.is_terminal or self.color_system else TRAILING.sub("", text)
+
     def on_broken_pipe(self) -> None:
         # rich exits 1 here; a reader that stops early (`| head`) is not a failure. The CLI
         # turns this error into a quiet exit 0.

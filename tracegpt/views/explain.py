@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.walk import NarratedStep, Narration
-from .common import bar, quoted, weight_style
+from .common import bar, other_tokens, quoted, weight_style
 
 INDENT = 4  # paragraphs and numbers sit under their heading's text, past the step number ("10. ")
 GUIDE = "grey50"
@@ -65,7 +65,7 @@ def numbers_table(step: NarratedStep) -> Table:
     return table
 
 
-def candidates_table(step: NarratedStep) -> Table:
+def candidates_table(step: NarratedStep) -> Group:
     """The next-token step's top candidates, most likely first, each with where its probability comes from."""
     table = Table(box=None, show_header=False, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
     table.add_column(justify="right", style=GUIDE, no_wrap=True)
@@ -78,7 +78,7 @@ def candidates_table(step: NarratedStep) -> Table:
         p = guess.prob
         table.add_row(f"#{rank}", quoted(guess.text), value_text(p), Text(bar(p / best, 10), style=weight_style(p)),
                       step.sources[f"top{rank}_prob"])
-    return table
+    return Group(table, Text(" " * 6 + other_tokens(step.rest), style=GUIDE))
 
 
 def step_view(number: int, step: NarratedStep, width: int) -> Group:

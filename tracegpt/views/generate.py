@@ -16,7 +16,7 @@ from rich.text import Text
 from ..analysis.forward import Rest
 from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
-from ..texts import say
+from ..texts import say, titled
 from .common import bar, other_tokens, pct, quoted, visible, weight_style
 
 WIDE = 110  # from this many columns the top-5 candidates fit on the step's own line
@@ -41,20 +41,14 @@ def _number(x: float) -> str:
     return f"{x:g}"
 
 
-def shorten(text: str, limit: int = 60) -> str:
-    """A long prompt as its start and its end: the end is what the model continues."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 21] + "…" + text[-20:]
-
-
 # --- header ---
 
 
 def header(run: RunInfo) -> Group:
     """Title and what the run does: the loop, the sampling settings, the cache, the columns."""
     s = run.settings
-    title = Text(_t("title", model=run.model["name"], prompt=quoted(shorten(run.prompt))), style="bold underline")
+    title = Text(_t("title", model=run.model["name"], prompt=titled(run.prompt, run.n_prompt_tokens)),
+                 style="bold underline")
     lines = [title, _explain(_t("loop"))]
     if s.is_greedy:
         lines.append(_explain(_t("greedy")))
@@ -231,7 +225,9 @@ def pipeline(step: Step, settings: SamplingSettings) -> Group:
     token = quoted(step.text)
     title = Text(_t("pipeline_title", step=step.number, token=token), style="bold")
     if s.greedy:
-        return Group(title, _explain(_t("pipeline_greedy", n_vocab=s.n_vocab)), _greedy_table(step), Text())
+        rest = Rest(*s.rest(s.candidates))
+        return Group(title, _explain(_t("pipeline_greedy", n_vocab=s.n_vocab)), _greedy_table(step),
+                     Text("    " + other_tokens(rest), style="grey50"), Text())
     lines = [title, _explain(_t("pipeline_temperature", n_vocab=s.n_vocab, temperature=_number(settings.temperature)))]
     if settings.top_k is None:
         lines.append(_explain(_t("pipeline_no_top_k")))

@@ -6,8 +6,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.forward import Rest
 from ..analysis.interventions import Candidate, Done, InterventionResult, RowChange
-from ..texts import say
+from ..texts import say, titled
 from .common import pct, quoted, weight_style
 
 UP, DOWN = "green", "bright_red"
@@ -65,7 +66,7 @@ def _moved(before: float, after: float, text: str, higher_is_up: bool = True) ->
     return out.append("→" + text.split("→")[1], style=style)
 
 
-def next_token_table(rows: list[Candidate]) -> Table:
+def next_token_table(rows: list[Candidate], before: Rest, after: Rest) -> Group:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1))
     table.add_column("#", justify="right")
     table.add_column(_t("col_token"), style="cyan", no_wrap=True, max_width=16, overflow="ellipsis")
@@ -77,7 +78,8 @@ def next_token_table(rows: list[Candidate]) -> Table:
                       _moved(r.prob_before, r.prob_after, f"{pct(r.prob_before):>5} → {pct(r.prob_after):>5}"),
                       _moved(r.logit_before, r.logit_after, f"{r.logit_before:6.2f} → {r.logit_after:6.2f}"),
                       _moved(r.rank_before, r.rank_after, f"{r.rank_before:,} → {r.rank_after:,}", higher_is_up=False))
-    return table
+    others = _t("others", n=before.n, n_text=f"{before.n:,}", before=pct(before.prob), after=pct(after.prob))
+    return Group(table, Text("   " + others, style="grey50"))
 
 
 def verdict(result: InterventionResult) -> Group:
@@ -105,10 +107,11 @@ def cut_row(result: InterventionResult, row: RowChange) -> Group:
 
 def render(result: InterventionResult) -> Group:
     token = quoted(result.tokens[result.position])
-    parts = [Text(_t("title", model=result.model["name"], prompt=quoted(result.prompt)), style="bold underline"),
+    parts = [Text(_t("title", model=result.model["name"], prompt=titled(result.prompt, len(result.tokens))),
+                  style="bold underline"),
              _explain(_t("intro")), Text(), changes(result), Text(),
              Text(_t("table_title", token=token, position=result.position), style="bold"),
-             next_token_table(result.rows), Text(), verdict(result)]
+             next_token_table(result.rows, result.rest_before, result.rest_after), Text(), verdict(result)]
     for row in result.cut_rows:
         parts += [Text(), cut_row(result, row)]
     return Group(*parts)

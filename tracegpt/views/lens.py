@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.lens import Lens
-from ..texts import say
+from ..texts import say, titled
 from .common import bar, flow, pct, quoted
 from .palette import heat_style
 
@@ -93,7 +93,8 @@ def summary(lens: Lens) -> Text:
 def render(lens: Lens, width: int) -> Group:
     positions = visible_positions(len(lens.tokens), lens.focus, width)
     focus = lens.focus
-    parts = [Text(_t("title", prompt=quoted(lens.prompt), model=lens.model["name"]), style="bold underline"),
+    parts = [Text(_t("title", prompt=titled(lens.prompt, len(lens.tokens)), model=lens.model["name"]),
+                  style="bold underline"),
              Text(_t("intro"), style="italic grey70"), Text()]
     if positions.start > 0:
         parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
@@ -102,4 +103,8 @@ def render(lens: Lens, width: int) -> Group:
               Text(_t("focus_title", token=quoted(lens.final_text), position=focus,
                       focus_token=quoted(lens.tokens[focus])), style="bold"),
               focus_table(lens), summary(lens)]
+    if lens.actual is not None:
+        text, rank, p = lens.actual
+        parts.append(Text(_t("actual", position=focus, token=quoted(text), rank=f"{rank:,}", pct=pct(p)),
+                          style="italic grey70"))
     return Group(*parts)
