@@ -21,6 +21,7 @@ _API = {
     "stage_names": ("stages", "names"),
     "parse_site": "stages",
     "intervene": "api",
+    "generate": "api",
     "patching_sweep": "api",
     "ablate": "api",
     "cut": "api",

@@ -52,3 +52,28 @@ def patching_sweep(clean: str, corrupt: str, model: str | LoadedModel | None = N
                    wrong: str | None = None) -> PatchingResult:
     """Activation patching sweeps of `corrupt` with pieces of `clean` (as `tracegpt patch`)."""
     return patching(_loaded(model), clean, corrupt, tuple(kinds), answer=answer, wrong=wrong)
+
+
+def generate(prompt: str, model: str | LoadedModel | None = None, max_new_tokens: int = 32, *,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0, greedy: bool = False,
+             seed: int | None = None, stop: Sequence[str] = (), use_cache: bool = True,
+             interventions: Sequence[Intervention] = ()):
+    """The steps `tracegpt generate` streams, as an iterator of generation.Step (one per new token).
+
+        run = tracegpt.generate("I love", greedy=True, max_new_tokens=8)
+        for step in run:
+            print(step.text, step.prob)
+        run.text(), run.stop_reason, run.summary()
+    """
+    from .analysis.interventions import check, edit_taps
+    from .generation import Generation
+    from .sampling import SamplingSettings
+    from .tracer import encode_prompt
+
+    lm = _loaded(model)
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    settings.check()
+    ids = encode_prompt(lm, prompt)
+    edits = edit_taps(check(interventions, lm, len(ids)), lm, ids) if interventions else ()
+    return Generation(lm, ids, settings, max_new_tokens, seed=seed, stop_texts=tuple(stop), use_cache=use_cache,
+                      edits=edits)

@@ -276,8 +276,9 @@ def narration_to_dict(n) -> dict:
     """The JSON of `tracegpt explain --json`: the same walk as the view, as data."""
     return {"schema_version": EXPLAIN_SCHEMA_VERSION, "model": n.model, "prompt": n.prompt, "lang": n.lang,
             "title": n.title, "intro": n.intro, "tokens": token_rows(n.token_ids, n.tokens, n.token_bytes),
-            "steps": [{"id": s.id, "title": s.title, "text": s.text, "numbers": s.numbers, "sources": s.sources}
-                      for s in n.steps]}
+            "steps": [{"id": s.id, "title": s.title, "text": s.text,
+                       "numbers": {k: number(v) if isinstance(v, float) else v for k, v in s.numbers.items()},
+                       "sources": s.sources} for s in n.steps]}
 
 
 # --- intervene ---

@@ -49,7 +49,7 @@ def default_language(environ=os.environ) -> str:
     for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = environ.get(variable)
         if value:
-            lang = value.split("_")[0].split(".")[0].lower()
+            lang = re.match(r"[A-Za-z]*", value)[0].lower()  # zh_CN.UTF-8 -> zh
             return lang if lang in LANGUAGES else "en"
     return "en"
 

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
@@ -39,6 +40,21 @@ def writes_unicode(stream) -> bool:
         return True
     except (UnicodeEncodeError, LookupError):
         return False
+
+
+class Title:
+    """A title on one line: `make(cells)` writes it with the prompt shortened to `cells`, and the longest
+    version that fits the width is drawn (the shortest, wrapped, if none does)."""
+
+    def __init__(self, make, style: str = "bold underline"):
+        self.make, self.style = make, style
+
+    def __rich_console__(self, console, options):
+        for cells in (48, 40, 32, 24, 16):
+            text = self.make(cells)
+            if cell_len(text) <= options.max_width:
+                break
+        yield Text(text, style=self.style)
 
 
 def other_tokens(rest, short: bool = False) -> str:

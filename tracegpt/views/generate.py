@@ -17,7 +17,7 @@ from ..analysis.forward import Rest
 from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say, titled
-from .common import bar, other_tokens, pct, quoted, visible, weight_style
+from .common import Title, bar, other_tokens, pct, quoted, visible, weight_style
 
 WIDE = 110  # from this many columns the top-5 candidates fit on the step's own line
 N_TOP = 5
@@ -47,8 +47,8 @@ def _number(x: float) -> str:
 def header(run: RunInfo) -> Group:
     """Title and what the run does: the loop, the sampling settings, the cache, the columns."""
     s = run.settings
-    title = Text(_t("title", model=run.model["name"], prompt=titled(run.prompt, run.n_prompt_tokens)),
-                 style="bold underline")
+    title = Title(lambda cells: _t("title", model=run.model["name"],
+                                   prompt=titled(run.prompt, run.n_prompt_tokens, cells)))
     lines = [title, _explain(_t("loop"))]
     if s.is_greedy:
         lines.append(_explain(_t("greedy")))

@@ -9,7 +9,7 @@ from rich.text import Text
 from ..analysis.forward import Rest
 from ..analysis.interventions import Candidate, Done, InterventionResult, RowChange
 from ..texts import say, titled
-from .common import pct, quoted, weight_style
+from .common import Title, pct, quoted, weight_style
 
 UP, DOWN = "green", "bright_red"
 
@@ -107,8 +107,8 @@ def cut_row(result: InterventionResult, row: RowChange) -> Group:
 
 def render(result: InterventionResult) -> Group:
     token = quoted(result.tokens[result.position])
-    parts = [Text(_t("title", model=result.model["name"], prompt=titled(result.prompt, len(result.tokens))),
-                  style="bold underline"),
+    parts = [Title(lambda cells: _t("title", model=result.model["name"],
+                                    prompt=titled(result.prompt, len(result.tokens), cells))),
              _explain(_t("intro")), Text(), changes(result), Text(),
              Text(_t("table_title", token=token, position=result.position), style="bold"),
              next_token_table(result.rows, result.rest_before, result.rest_after), Text(), verdict(result)]

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from ..analysis.lens import Lens
 from ..texts import say, titled
-from .common import bar, flow, pct, quoted
+from .common import Title, bar, flow, pct, quoted
 from .palette import heat_style
 
 CELL = 11  # a cell's width: a short token and its percentage
@@ -93,8 +93,8 @@ def summary(lens: Lens) -> Text:
 def render(lens: Lens, width: int) -> Group:
     positions = visible_positions(len(lens.tokens), lens.focus, width)
     focus = lens.focus
-    parts = [Text(_t("title", prompt=titled(lens.prompt, len(lens.tokens)), model=lens.model["name"]),
-                  style="bold underline"),
+    parts = [Title(lambda cells: _t("title", prompt=titled(lens.prompt, len(lens.tokens), cells),
+                                    model=lens.model["name"])),
              Text(_t("intro"), style="italic grey70"), Text()]
     if positions.start > 0:
         parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),

@@ -9,7 +9,7 @@ from rich.tree import Tree
 
 from ..analysis.forward import BlockSummary, ForwardSummary, Guess, HeadSource, Rest
 from ..texts import say, titled
-from .common import bar, other_tokens, pct, quoted, weight_style
+from .common import Title, bar, other_tokens, pct, quoted, weight_style
 
 MAX_TOKEN_ROWS = 32
 GUIDE = "grey50"
@@ -120,7 +120,7 @@ def render(s: ForwardSummary) -> Group:
     """The whole view: title, tokens, the stage tree for the chosen layers, the next token."""
     m = s.model
     tok = quoted(s.tokens[s.focus])
-    title = Text(_t("title", model=m["name"], prompt=titled(s.prompt, len(s.tokens))), style="bold underline")
+    title = Title(lambda cells: _t("title", model=m["name"], prompt=titled(s.prompt, len(s.tokens), cells)))
     intro = _explain(_t("focus", position=s.focus, token=tok))
     tokens_title = _explain(_t("tokens", n=len(s.tokens)))
 
