@@ -169,3 +169,18 @@ def test_several_readers_in_one_pass_each_get_their_stages(lm, ids):
     first, second = Tracer(stages=["logits"]), Tracer(layers=[3], stages=["attn.weights"])
     forward(lm, ids, [first, second])
     assert set(first.store) == {"logits"} and set(second.store) == {"blocks.3.attn.weights"}
+
+
+def test_a_pass_leaves_no_reference_cycle_keeping_its_taps_alive(lm, ids):
+    import gc
+    import weakref
+
+    tracer = Tracer()
+    gone = weakref.ref(tracer)
+    gc.disable()
+    try:
+        forward(lm, ids, [tracer])
+        del tracer
+        assert gone() is None  # freed at once, with its recorded tensors, not when the cycle collector runs
+    finally:
+        gc.enable()

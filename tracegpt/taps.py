@@ -65,8 +65,8 @@ class Tap:
 class BlockTaps:
     """The taps of one block, by the stage's name inside the block: what a block's modules call."""
 
-    def __init__(self, plan: TapPlan | None, layer: int, by_kind: dict[str, tuple]):
-        self.plan = plan
+    def __init__(self, offset: int, layer: int, by_kind: dict[str, tuple]):
+        self.offset = offset  # the plan's, held here rather than the plan: no reference cycle keeps taps alive
         self.by_kind = by_kind
         self.names = {k: stages.block_stage(layer, k) for k in by_kind}
         self.routing = any(k in by_kind for k in ROUTING)  # someone reads or edits the routing table
@@ -75,13 +75,13 @@ class BlockTaps:
         taps = self.by_kind.get(kind)
         if taps is None:
             return tensor
-        return self.plan.apply(self.names[kind], taps, tensor)
+        return apply(self.names[kind], taps, tensor, self.offset)
 
     def wants(self, kind: str) -> bool:
         return kind in self.by_kind
 
 
-NO_BLOCK_TAPS = BlockTaps(None, 0, {})
+NO_BLOCK_TAPS = BlockTaps(0, 0, {})
 
 
 class TapPlan:
@@ -108,7 +108,7 @@ class TapPlan:
             stage = stages.parse(name)
             if stage.layer is not None:
                 grouped.setdefault(stage.layer, {})[stage.kind] = taps_here
-        self.blocks = [BlockTaps(self, i, grouped[i]) if i in grouped else NO_BLOCK_TAPS for i in range(n_layer)]
+        self.blocks = [BlockTaps(offset, i, grouped[i]) if i in grouped else NO_BLOCK_TAPS for i in range(n_layer)]
 
     def block(self, layer: int) -> BlockTaps:
         return self.blocks[layer] if self.blocks else NO_BLOCK_TAPS
@@ -118,22 +118,24 @@ class TapPlan:
 
     def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         taps = self.by_name.get(name)
-        return tensor if taps is None else self.apply(name, taps, tensor)
+        return tensor if taps is None else apply(name, taps, tensor, self.offset)
 
-    def apply(self, name: str, taps: tuple, tensor: torch.Tensor) -> torch.Tensor:
-        for tap, may_write in taps:
-            out = tap(name, tensor, self.offset)
-            if out is None or out is tensor:
-                continue
-            if not may_write:
-                why = stages.why_not_editable(name)
-                raise TapError(f"{type(tap).__name__} returned a replacement for {name}, which "
-                               + (f"cannot be replaced: {why}" if why else "it did not declare in writes()"))
-            if out.shape != tensor.shape:
-                raise TapError(f"{type(tap).__name__} replaced {name} of shape {list(tensor.shape)} by one of shape "
-                               f"{list(out.shape)}")
-            tensor = out.to(tensor.device, tensor.dtype)
-        return tensor
+
+def apply(name: str, taps: tuple, tensor: torch.Tensor, offset: int) -> torch.Tensor:
+    """Show `tensor` to each tap in turn; a replacement that cannot take effect is an error naming the stage."""
+    for tap, may_write in taps:
+        out = tap(name, tensor, offset)
+        if out is None or out is tensor:
+            continue
+        if not may_write:
+            why = stages.why_not_editable(name)
+            raise TapError(f"{type(tap).__name__} returned a replacement for {name}, which "
+                           + (f"cannot be replaced: {why}" if why else "it did not declare in writes()"))
+        if out.shape != tensor.shape:
+            raise TapError(f"{type(tap).__name__} replaced {name} of shape {list(tensor.shape)} by one of shape "
+                           f"{list(out.shape)}")
+        tensor = out.to(tensor.device, tensor.dtype)
+    return tensor
 
 
 def site_index(site: stages.Site, tensor: torch.Tensor, offset: int) -> tuple | None:
