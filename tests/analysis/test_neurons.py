@@ -179,7 +179,8 @@ def read_weights_by_hand(path: Path, names: list[str]) -> dict[str, np.ndarray]:
         entry = header[name]
         assert entry["dtype"] == "F16"
         start, end = entry["data_offsets"]
-        found[name] = np.frombuffer(raw[base + start:base + end], dtype="<f2").astype(np.float64).reshape(entry["shape"])
+        data = np.frombuffer(raw[base + start:base + end], dtype="<f2")
+        found[name] = data.astype(np.float64).reshape(entry["shape"])
     return found
 
 

@@ -1,6 +1,7 @@
 """`tracegpt neuron` through the CLI: the embedded model's own index, --prompt, --json, exports, another
 model's index built with --build-index, and every mistake as one line."""
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from conftest import assert_one_line_error
 
 from tracegpt import loader
 from tracegpt.analysis import neurons
+from tracegpt.texts import quoted
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -19,7 +21,6 @@ def doc():
     from typer.testing import CliRunner
 
     from tracegpt.cli import app
-    import json
 
     r = CliRunner().invoke(app, ["neuron", "2.403", "--prompt", "It was like an unskilful", "--json"])
     assert r.exit_code == 0, r.stderr
@@ -62,15 +63,9 @@ def test_printed_tokens_are_the_weights_product(run_cli, lm):
     first = lines.index(next(line for line in lines if line.startswith("pushes up"))) + 1
     for i in range(3):
         words = lines[first + i].split()
-        assert words[0] == neurons_quoted(lm, up[i]) and words[1] == f"{effect[up[i]].item():+.3f}"
-        assert words[2] == neurons_quoted(lm, down[i]) and words[3] == f"{effect[down[i]].item():+.3f}"
+        assert words[0] == quoted(lm.token_text(up[i])) and words[1] == f"{effect[up[i]].item():+.3f}"
+        assert words[2] == quoted(lm.token_text(down[i])) and words[3] == f"{effect[down[i]].item():+.3f}"
     assert "direct effect only" in r.stdout
-
-
-def neurons_quoted(lm, token_id):
-    from tracegpt.texts import quoted
-
-    return quoted(lm.token_text(token_id))
 
 
 @pytest.mark.parametrize("width", [80, 140])
@@ -115,7 +110,8 @@ def test_a_broken_index_is_one_line(run_cli, tmp_path):
     (["--build-index"], ["needs --out FILE"]),
     (["--build-index", "--out", "/nonexistent/dir/x.npz"], ["folder /nonexistent/dir does not exist"]),
     (["--build-index", "--out", "{tmp}"], ["is a directory"]),
-    (["--build-index", "--out", "{tmp}/x.npz", "--text", "/nonexistent.txt"], ["--text /nonexistent.txt: no such file"]),
+    (["--build-index", "--out", "{tmp}/x.npz", "--text", "/nonexistent.txt"],
+     ["--text /nonexistent.txt: no such file"]),
     (["--build-index", "--out", "{tmp}/x.npz", "--text", "{tmp}"], ["is a directory"]),
     (["--build-index", "--out", "{tmp}/x.npz", "--text", "{tmp}/latin1.txt"], ["not UTF-8", "0xe9"]),
     (["--build-index", "--out", "{tmp}/x.npz", "--text", "{tmp}/empty.txt"], ["the file is empty"]),

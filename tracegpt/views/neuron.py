@@ -12,6 +12,7 @@ from rich.text import Text
 from ..analysis.neurons import Distribution, NeuronReport, OnPrompt, ShownContext, Standing
 from ..texts import say
 from .common import bar, pct, quoted, visible
+from .explain import wrap
 
 GUIDE = "grey50"
 PROMPT_ROWS = 24  # a longer prompt's table shows only its highest positions
@@ -33,8 +34,18 @@ def _t(key: str, lang: str = "en", **values) -> str:
     return say("neuron", key, lang, **values)
 
 
-def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+def _para(text: str, width: int, style: str = "") -> Text:
+    """A sentence wrapped to the width, between words or between any two CJK characters (see views.explain)."""
+    return Text("\n".join(wrap(text, width)), style=style, overflow="fold")
+
+
+def _explain(text: str, width: int) -> Text:
+    return _para(text, width, "italic grey70")
+
+
+def r2(x: float) -> float:
+    """Rounded as printed, without a minus on a zero (-0.001 prints as 0.00)."""
+    return round(x, 2) + 0.0
 
 
 def palette(color_system: str | None) -> tuple[str, ...]:
@@ -116,22 +127,22 @@ def contexts_table(report: NeuronReport, tints: tuple[str, ...], width: int, lan
 
 
 def legend(top: float, tints: tuple[str, ...], of: str, lang: str) -> Text:
+    """The tints and the activations where each begins: none at or below 0, then >0 and each step's share of top."""
     line = Text(_t("legend", lang), style="grey70")
-    line.append(" ")
-    line.append(" ≤0 ", style="")
-    for i, tinted in enumerate(tints):
+    line.append("  ≤0 ")
+    for lower, tinted in zip((None, *STEPS), tints):
         line.append(" ")
-        line.append(f" {(0, *STEPS)[i] * top:.2f} ", style=tinted)
+        line.append(" >0 " if lower is None else f" {r2(lower * top):.2f} ", style=tinted)
     line.append(" " + of, style="grey70")
     return line
 
 
-def distribution_line(d: Distribution, lang: str) -> Text:
+def distribution_line(d: Distribution, width: int, lang: str) -> Text:
     if d.maximum <= 0:
-        return _explain(_t("never_fires", lang, max=d.maximum))
-    q = dict(d.quantiles)
-    return Text(_t("distribution", lang, mean=d.mean, active=pct(d.frac_active), p50=q[0.5], p90=q[0.9], p99=q[0.99],
-                   p999=q[0.999], max=d.maximum))
+        return _explain(_t("never_fires", lang, max=r2(d.maximum)), width)
+    q = {level: r2(value) for level, value in d.quantiles}
+    return _para(_t("distribution", lang, mean=r2(d.mean), active=pct(d.frac_active), p50=q[0.5], p90=q[0.9],
+                    p99=q[0.99], p999=q[0.999], max=r2(d.maximum)), width)
 
 
 def corpus_words(corpus: dict, model: str, lang: str = "en") -> str:
@@ -147,24 +158,24 @@ def _level_text(level: float) -> str:
     return f"{level * 100:g}"
 
 
-def standing_line(p: OnPrompt, d: Distribution | None, lang: str) -> Text:
-    at = f"{quoted(p.tokens[p.top])}@{p.top}"
-    value = p.values[p.top]
-    if value <= 0:
-        return Text(_t("prompt_silent", lang, value=value, token=at))
+def standing_line(p: OnPrompt, d: Distribution | None, width: int, lang: str) -> Text:
+    def say_(key: str, **values) -> Text:
+        return _para(_t(key, lang, value=r2(p.values[p.top]), token=f"{quoted(p.tokens[p.top])}@{p.top}", **values),
+                     width)
+
     s: Standing | None = p.standing
+    if p.values[p.top] <= 0:
+        return say_("prompt_silent")
     if s is None or d is None:
-        return Text(_t("prompt_highest", lang, value=value, token=at))
+        return say_("prompt_highest")
     if s.beyond_max:
-        return Text(_t("standing_beyond", lang, value=value, token=at, max=d.maximum))
+        return say_("standing_beyond", max=r2(d.maximum))
     if s.over is None:
-        return Text(_t("standing_bottom", lang, value=value, token=at, under=_level_text(s.under[0]),
-                       under_value=s.under[1]))
+        return say_("standing_bottom", under=_level_text(s.under[0]), under_value=r2(s.under[1]))
     if s.under is None:
-        return Text(_t("standing_top", lang, value=value, token=at, over=_level_text(s.over[0]), over_value=s.over[1],
-                       max=d.maximum))
-    return Text(_t("standing_between", lang, value=value, token=at, over=_level_text(s.over[0]),
-                   over_value=s.over[1], under=_level_text(s.under[0]), under_value=s.under[1]))
+        return say_("standing_top", over=_level_text(s.over[0]), over_value=r2(s.over[1]), max=r2(d.maximum))
+    return say_("standing_between", over=_level_text(s.over[0]), over_value=r2(s.over[1]),
+                under=_level_text(s.under[0]), under_value=r2(s.under[1]))
 
 
 def prompt_text(p: OnPrompt, top: float, tints: tuple[str, ...]) -> Text:
@@ -185,8 +196,7 @@ def prompt_table(p: OnPrompt, top: float, tints: tuple[str, ...], lang: str) -> 
     table.add_column("", no_wrap=True)
     for i in rows:
         value = p.values[i]
-        style = tint(value, top, tints)
-        table.add_row(str(i), quoted(p.tokens[i]), Text(f"{value:.2f}", style=style),
+        table.add_row(str(i), quoted(p.tokens[i]), Text(f"{r2(value):.2f}", style=tint(value, top, tints)),
                       Text(bar(value / top if top > 0 else 0, 16), style="orange1"))
     return table
 
@@ -196,39 +206,45 @@ def prompt_table(p: OnPrompt, top: float, tints: tuple[str, ...], lang: str) -> 
 def render(report: NeuronReport, width: int, color_system: str | None = "truecolor", lang: str = "en") -> Group:
     n = report.neuron
     tints = palette(color_system)
+
+    def explain(key: str, **values) -> Text:
+        return _explain(_t(key, lang, **values), width)
+
+    def heading(key: str, **values) -> Text:
+        return _para(_t(key, lang, **values), width, "bold magenta")
+
     title = Text(_t("title", lang, neuron=n.text, model=report.model["name"]), style="bold underline")
     title.append("  " + report.site, style=GUIDE)
-    parts = [title, _explain(_t("intro", lang, layer=n.layer, d_mlp=report.d_mlp, index=n.index)), Text()]
+    parts = [title, explain("intro", layer=n.layer, d_mlp=report.d_mlp, index=n.index), Text()]
 
-    parts += [Text(_t("writes_title", lang), style="bold magenta"),
-              _explain(_t("writes_intro", lang, norm=report.writes.norm)), writes_table(report, lang),
-              _explain(_t("direct_only", lang)), Text()]
+    parts += [heading("writes_title"), explain("writes_intro", norm=r2(report.writes.norm)),
+              writes_table(report, lang), explain("direct_only"), Text()]
 
     d = report.distribution
     if report.contexts is not None:
         corpus = corpus_words(report.index.corpus, report.model["name"], lang)
-        parts += [Text(_t("fires_title", lang), style="bold magenta"),
-                  _explain(_t("fires_intro", lang, n=len(report.contexts), corpus=corpus,
-                              tokens=report.index.n_tokens, context=report.index.window - 1)),
+        parts += [heading("fires_title"),
+                  explain("fires_intro", n=len(report.contexts), corpus=corpus, tokens=report.index.n_tokens,
+                          context=report.index.window - 1),
                   contexts_table(report, tints, width, lang),
-                  legend(d.maximum, tints, _t("legend_of_corpus", lang, max=d.maximum), lang),
-                  distribution_line(d, lang)]
+                  legend(d.maximum, tints, _t("legend_of_corpus", lang, max=r2(d.maximum)), lang),
+                  distribution_line(d, width, lang)]
     else:
         command = f"tracegpt neuron --build-index --model {report.model['name']} --text FILE --out FILE"
-        parts.append(_explain(_t("no_index", lang, model=report.model["name"], command=command)))
+        parts.append(explain("no_index", model=report.model["name"], command=command))
 
     p = report.prompt
     if p is not None:
         top = d.maximum if d is not None else max(p.values)
-        parts += [Text(), Text(_t("prompt_title", lang, prompt=quoted(p.prompt)), style="bold magenta")]
+        parts += [Text(), heading("prompt_title", prompt=quoted(p.prompt))]
         if len(p.values) > PROMPT_ROWS:
-            parts.append(_explain(_t("prompt_some", lang, shown=PROMPT_TOP, n=len(p.values))))
+            parts.append(explain("prompt_some", shown=PROMPT_TOP, n=len(p.values)))
         else:
-            parts.append(_explain(_t("prompt_intro", lang, n=len(p.values))))
+            parts.append(explain("prompt_intro", n=len(p.values)))
         parts += [prompt_text(p, top, tints), prompt_table(p, top, tints, lang)]
         if d is None and top > 0:
-            parts.append(legend(top, tints, _t("legend_of_prompt", lang, max=top), lang))
-        parts.append(standing_line(p, d, lang))
+            parts.append(legend(top, tints, _t("legend_of_prompt", lang, max=r2(top)), lang))
+        parts.append(standing_line(p, d, width, lang))
     return Group(*parts)
 
 
