@@ -405,7 +405,7 @@ def intervene(
                     "  tracegpt neuron --build-index --model ./my-gpt2 --text corpus.txt --out my.neurons.npz\n\n"
                     "  tracegpt neuron 5.100 --model ./my-gpt2 --index my.neurons.npz")
 def neuron(
-    neuron: str | None = typer.Argument(None, metavar="[L.N]", help="The neuron: block L, neuron N, counting from 0 "
+    neuron: str | None = typer.Argument(None, metavar="L.N", help="The neuron: block L, neuron N, counting from 0 "
                                                                    "(unit N of blocks.L.mlp.act), e.g. 2.403."),
     model: str | None = ModelOpt,
     prompt: str | None = typer.Option(
