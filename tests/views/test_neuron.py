@@ -143,3 +143,23 @@ def test_tint_levels():
     assert [view.level(v, 4.0) for v in (-1, 0, 0.5, 1.0, 2.0, 3.0, 4.0, 9.0)] == [0, 0, 1, 2, 3, 4, 4, 4]
     assert view.level(1.0, 0.0) == 0
     assert view.palette("standard") == view.TINTS["standard"] and view.palette("truecolor") == view.TINTS["full"]
+
+
+def test_the_progress_bar_is_silent_unless_shown(capsys):
+    with view.build_progress(100, "scanning", show=False) as progress:
+        progress(50)
+    assert capsys.readouterr() == ("", "")
+    with view.build_progress(100, "scanning", show=True) as progress:  # on standard error, never standard output
+        progress(50)
+        progress(100)
+    assert capsys.readouterr().out == ""
+
+
+def test_the_build_line_says_what_was_written():
+    summary = {"path": "x.npz", "top": 8, "neurons": 4096, "n_layer": 4, "d_mlp": 1024, "tokens": 1565056,
+               "corpus": {"kind": "training", "works": 42}, "model": "shakespeare", "seconds": 391.2,
+               "bytes": 1129901}
+    line = " ".join(view.built_line(summary).plain.split())
+    assert line == ("Wrote x.npz: the top 8 contexts and the distribution of each of 4,096 neurons (4 blocks × 1024), "
+                    "from 1,565,056 tokens of shakespeare's training text (42 works, each without its held-out last "
+                    "5%), in 391 s; 1.1 MB on disk.")
