@@ -1,7 +1,7 @@
 """One FFN neuron: where it fires in a corpus, what it writes, how it answers a prompt.
 
     neuron = parse_neuron("2.403", lm)                       # unit 403 of blocks.2.mlp.act
-    index = build_index(lm, corpus_ids, {"text": "..."})     # scan a corpus once, for every neuron
+    index = build_index(lm, corpus_ids, {"kind": "text", "file": "my.txt"})  # scan once, every neuron
     write_index(index, "my.neurons.npz")
     index = read_index("my.neurons.npz", lm)                 # refused if built for other weights
     report = neuron_report(lm, neuron, index, prompt="I love")
@@ -9,7 +9,8 @@
 The scan. The corpus is cut into consecutive windows of WINDOW tokens, and each window is run
 through the model on its own (many at a time): a token's activation is the one it gets with the
 tokens before it in its window as its context, 0 to WINDOW - 1 of them, as in a prompt of that
-length. For every neuron the scan keeps
+length (the window is shorter for a model whose context cannot hold it and AFTER tokens more).
+For every neuron the scan keeps
 - its TOP highest activations, ties going to the earlier token, each with its context: the
   window from its start through the firing token, and AFTER tokens more to read on. The model
   run on a stored context gives the stored activation again (the tests check it), and the view
