@@ -520,5 +520,53 @@ def score(
                 svg, html, lang, device, dtype, width, not no_color)
 
 
+# --- neuron ---
+
+@app.command(epilog="Examples:\n\n  tracegpt neuron 2.403\n\n"
+                    "  tracegpt neuron 2.403 --prompt \"I love thee\" --svg neuron.svg\n\n"
+                    "  tracegpt neuron 0.7 --json | jq '.writes.up[0]'\n\n"
+                    "  tracegpt neuron --build-index --model ./my-gpt2 --text corpus.txt --out my.neurons.npz\n\n"
+                    "  tracegpt neuron 5.100 --model ./my-gpt2 --index my.neurons.npz")
+def neuron(
+    neuron: str | None = typer.Argument(None, metavar="L.N", help="The neuron: block L, neuron N, counting from 0 "
+                                                                   f"(unit N of {stages.block_stage('L', 'mlp.act')}), "
+                                                                   "e.g. 2.403."),
+    model: str | None = ModelOpt,
+    prompt: str | None = typer.Option(
+        None, "--prompt", metavar="TEXT", help="Also show its activation at every position of TEXT ('-' reads "
+                                               "standard input)."),
+    index: Path | None = typer.Option(
+        None, "--index", metavar="FILE", help="The neuron index that says where it fires (default: the embedded "
+                                              "model's own; for another model, one made by --build-index)."),
+    top_k: int = typer.Option(
+        10, "--top-k", "-k", help="How many tokens it pushes up, and down, to show (at least 1)."),
+    build_index: bool = typer.Option(
+        False, "--build-index", help="Instead, build a neuron index: run the model over a corpus, keeping each "
+                                     "neuron's top contexts and its activation distribution."),
+    text: Path | None = typer.Option(
+        None, "--text", metavar="FILE", help="With --build-index: the UTF-8 text to scan (default, for the embedded "
+                                             "model: its training text, downloaded once with pip into ./.train)."),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="FILE", help="With --build-index: the index file to write (.npz)." + REPLACES),
+    as_json: bool = JsonOpt,
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """What one FFN neuron does: the tokens it pushes, where it fires most in a corpus, its activation on a prompt."""
+    from .commands import neuron as command
+
+    if build_index:
+        from .training.corpus import training_split  # the embedded model's corpus, fetched as training fetches it
+
+        command.build(neuron, model, device, dtype, prompt, index, text, out, svg, html, as_json, training_split)
+        return
+    command.run(neuron, model, device, dtype, prompt, index, top_k, text, out, as_json, svg, html, width,
+                not no_color)
+
+
 def main():
     app()

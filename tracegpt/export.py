@@ -390,3 +390,50 @@ def save_score_npz(path: str | Path, scores: dict) -> Path:
     with replacing(path) as f:
         np.savez(f, **arrays)
     return path
+# --- neuron ---
+
+NEURON_SCHEMA_VERSION = 1
+
+
+def neuron_to_dict(report) -> dict:
+    """The JSON of `tracegpt neuron --json`: what it writes; with an index, where it fires; with --prompt, on it."""
+    n = report.neuron
+    doc = {
+        "schema_version": NEURON_SCHEMA_VERSION, "model": report.model,
+        "neuron": {"name": n.text, "layer": n.layer, "index": n.index, "site": report.site, "d_mlp": report.d_mlp},
+        "writes": {"norm": number(report.writes.norm),
+                   "method": "its row of the MLP's output projection, centred, times the final LayerNorm's weight, "
+                             "times the unembedding: the logit change per unit of activation, before the final "
+                             "LayerNorm's division by the stream's spread (its direct effect only)",
+                   "up": [{"id": p.id, "text": p.text, "value": number(p.value)} for p in report.writes.up],
+                   "down": [{"id": p.id, "text": p.text, "value": number(p.value)} for p in report.writes.down]},
+        "index": None, "contexts": None, "distribution": None, "prompt": None,
+    }
+    if report.index is not None:
+        doc["index"] = {"file": report.index.file, "corpus": report.index.corpus, "tokens": report.index.n_tokens,
+                        "window": report.index.window}
+        doc["contexts"] = [{"rank": rank, "activation": number(c.activation), "corpus_position": c.position,
+                            "firing": c.firing,
+                            "tokens": [{"id": i, "text": t, "activation": number(v)}
+                                       for i, t, v in zip(c.token_ids, c.tokens, c.values)]}
+                           for rank, c in enumerate(report.contexts, 1)]
+        d = report.distribution
+        doc["distribution"] = {"tokens": d.n_tokens, "mean": number(d.mean), "frac_active": number(d.frac_active),
+                               "max": number(d.maximum),
+                               "quantiles": [{"level": q, "value": number(v)} for q, v in d.quantiles]}
+    p = report.prompt
+    if p is not None:
+        s = p.standing
+        doc["prompt"] = {
+            "text": p.prompt,
+            "tokens": [{"position": i, "id": t, "text": s_, "activation": number(v)}
+                       for i, (t, s_, v) in enumerate(zip(p.token_ids, p.tokens, p.values))],
+            "max": {"position": p.top, "activation": number(p.values[p.top])},
+            "standing": None if s is None else {
+                "above_level": None if s.over is None else s.over[0],
+                "above_value": None if s.over is None else number(s.over[1]),
+                "below_level": None if s.under is None else s.under[0],
+                "below_value": None if s.under is None else number(s.under[1]),
+                "above_corpus_max": s.beyond_max},
+        }
+    return doc

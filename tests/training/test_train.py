@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from tracegpt import loader
+from tracegpt.analysis import neurons
 from tracegpt.training import corpus, train
 
 HEADER = "The Project Gutenberg EBook of {name}\n\n*** START OF THIS PROJECT GUTENBERG EBOOK ***\n"
@@ -87,3 +88,27 @@ def test_the_last_five_percent_of_every_work_is_held_out(run_dir):
         assert text.startswith(head.rstrip()) and text.rstrip().endswith(tail.rstrip())
         # disjoint, and nothing but the line or paragraph break between them is dropped
         assert len(text.strip()) - len(head.strip()) - len(tail.strip()) in (1, 2)
+
+
+def test_training_writes_the_neuron_index_and_the_card_names_it(run_dir):
+    work, out = run_dir
+    train.main(["--work-dir", str(work), "--out", str(out), "--steps", "4", *TINY])
+    card = json.loads((out / "shakespeare.json").read_text())
+    entry = card["neuron_index"]
+    assert entry["file"] == "shakespeare.neurons.npz" and "tracegpt neuron --build-index" in entry["built_by"]
+    lm = loader.load_embedded(assets=out)
+    assert neurons.default_index_path(lm) == out / entry["file"]
+    index = neurons.read_index(out / entry["file"], lm)  # built for the very weights saved beside it
+    assert index.meta["corpus"]["kind"] == "training" and entry["tokens"] == card["corpus"]["train_tokens"]
+    assert index.meta["weights"][0]["sha256"] == entry["weights_sha256"]
+    # Honest on every neuron of the tiny model: the model run on a stored context gives its activation again.
+    for layer in range(lm.config.n_layer):
+        for n in range(lm.config.d_mlp):
+            neuron = neurons.NeuronId(layer, n)
+            stored = index.contexts(neuron)
+            for c, values in zip(stored, neurons.rerun_contexts(lm, neuron, stored)):
+                assert abs(values[c.firing] - c.activation) < 1e-3
+    # The same weights and corpus give the same file, byte for byte.
+    ids, meta = corpus.training_split(lm.encoding, work)
+    again = neurons.write_index(neurons.build_index(lm, ids, meta), out / "again.npz")
+    assert again.read_bytes() == (out / entry["file"]).read_bytes()

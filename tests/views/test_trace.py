@@ -53,3 +53,14 @@ def test_partial_characters_show_their_bytes(lm):
 def test_long_prompts_fold_the_token_table(lm):
     text = render(lm, " thee" * 100, 80)
     assert "tokens not shown" in text
+
+
+def test_ffn_lines_name_neurons_as_tracegpt_neuron_takes_them(lm):
+    trace = run_trace(lm, "I love")
+    act = trace["blocks.2.mlp.act"][1]
+    best = int(act.argmax())
+    text = " ".join(render(lm, "I love", 200).split())
+    assert f"strongest 2.{best} ({act[best].item():.2f})" in text
+    first = int(trace["blocks.0.mlp.act"][1].argmax())
+    assert text.count("tells what a neuron does") == 1  # one hint, under the first FFN line
+    assert f"tracegpt neuron 0.{first} tells what a neuron does" in text

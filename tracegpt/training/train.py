@@ -22,7 +22,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -31,6 +30,7 @@ from ..analysis.scoring import score_tokens  # noqa: E402
 from ..model import GPT, GPTConfig  # noqa: E402
 from ..weights import save_safetensors  # noqa: E402
 from . import bpe, corpus  # noqa: E402
+from .corpus import encode_works  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_NAME = "shakespeare"
@@ -67,14 +67,6 @@ def build_tokenizer(train_texts, vocab_size: int, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{MODEL_NAME}.tiktoken").write_text(bpe.format_ranks(ranks), encoding="ascii")
     return tokenizer.encoding_from_ranks(MODEL_NAME, ranks)
-
-
-def encode_works(enc, works: dict[str, str]) -> np.ndarray:
-    eot = enc.eot_token
-    ids = []
-    for text in works.values():
-        ids += tokenizer.encode(enc, text) + [eot]
-    return np.array(ids, dtype=np.int64)
 
 
 def lr_at(step: int, args) -> float:
@@ -260,9 +252,50 @@ def write_assets(model, args, enc, val_ids, val_chars, train_ids, step, elapsed,
         },
         "loss_curve": curve,
     }
+    card["neuron_index"] = write_neuron_index(model, enc, args.out, train_ids, train_works)
     (args.out / f"{MODEL_NAME}.json").write_text(json.dumps(card, indent=1) + "\n")
     log(f"wrote {args.out}: held-out {val_sliding:.4f} nats/token, {bits_sliding:.3f} bits/char (sliding); "
         f"{val:.4f}, {bits_per_char:.3f} in consecutive windows")
+
+
+def write_neuron_index(model, enc, out: Path, train_ids, train_works) -> dict:
+    """Scan the training text with the weights just saved and write the neuron index beside them (see
+    tracegpt.analysis.neurons); what the card says of it."""
+    from ..analysis import neurons
+    from ..loader import LoadedModel
+
+    path = out / f"{MODEL_NAME}.neurons.npz"
+    lm = LoadedModel(name=MODEL_NAME, model=model, encoding=enc, files=(out / f"{MODEL_NAME}.safetensors",))
+    ids = train_ids.numpy()
+    started, shown = time.perf_counter(), [0]
+
+    def progress(done: int):
+        if done * 10 // len(ids) > shown[0]:
+            shown[0] = done * 10 // len(ids)
+            log(f"neuron index: {done:,}/{len(ids):,} tokens, {time.perf_counter() - started:.0f} s")
+
+    index = neurons.build_index(lm, ids, corpus.training_corpus_meta(train_works), progress=progress)
+    neurons.write_index(index, path)
+    summary = neurons.build_summary(index, path, time.perf_counter() - started)
+    log(f"wrote {path}: {summary['bytes']:,} bytes in {summary['seconds']:.0f} s")
+    return neuron_index_card(summary, device_name(model.wte.weight.device))
+
+
+def neuron_index_card(summary: dict, device: str) -> dict:
+    """What the model card says of its neuron index: the file, how it is built, what it scanned, what it cost."""
+    return {"file": Path(summary["path"]).name,
+            "built_by": "python -m tracegpt.training, after training; by hand: tracegpt neuron --build-index --out "
+                        f"tracegpt/assets/{Path(summary['path']).name}",
+            "corpus": "the training text (the first 95% of every work)", "tokens": summary["tokens"],
+            "window": summary["window"], "top": summary["top"], "contexts": summary["contexts"],
+            "bytes": summary["bytes"], "seconds": summary["seconds"], "device": device,
+            "weights_sha256": summary["weights"][0]["sha256"]}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def log(msg: str):

@@ -85,9 +85,13 @@ def block_node(s: ForwardSummary, b: BlockSummary, explain: bool) -> Tree:
 
     node.add(_stage("Add", _t("resid_attn", before=b.stream_in_norm, after=b.resid_attn_norm), "resid_attn"))
     node.add(_stage("LayerNorm", _t("ln2", before=b.resid_attn_std, after=b.ln2_std), "ln2"))
-    neurons = ", ".join(f"#{n.index} ({n.value:.2f})" for n in b.top_neurons)
-    node.add(_stage("FFN", _t("mlp", token=tok, d_mlp=b.d_mlp, n_active=b.n_active, neurons=neurons,
-                               norm=b.mlp_out_norm), "mlp.pre mlp.act mlp.out"))
+    neurons = ", ".join(f"{b.layer}.{n.index} ({n.value:.2f})" for n in b.top_neurons)  # L.N, as `neuron` takes it
+    ffn = _stage("FFN", _t("mlp", token=tok, d_mlp=b.d_mlp, n_active=b.n_active, neurons=neurons,
+                           norm=b.mlp_out_norm), "mlp.pre mlp.act mlp.out")
+    if explain and b.top_neurons:
+        command = f"tracegpt neuron {b.layer}.{b.top_neurons[0].index}"
+        ffn.append("\n").append_text(_explain(_t("neuron_hint", command=command)))
+    node.add(ffn)
     node.add(_stage("Add", _t("resid_out", before=b.resid_attn_norm, after=b.resid_out_norm), "resid_out"))
     return node
 
