@@ -480,5 +480,5 @@ def render(report: AttentionReport, scores: bool = False, default_prompt: bool =
         for head in layer.heads:
             parts += [head_view(report, head, scores), Text()]
     if report.all_heads:
-        parts += [Text(), _explain(_t("overview_how"))]
+        parts += [Text(), _explain(_t("overview_how")), _explain(_t("overview_more", heads="tracegpt heads"))]
     return Group(*parts)
