@@ -63,13 +63,13 @@ def signed(limit: float) -> Scale:
     """A diverging scale for values in about [-limit, limit]."""
     limit = limit if limit > 0 else 1.0
     bounds = tuple(c * limit for c in SIGNED_CUTS)
-    ends = [f"{b:+.2f}" for b in bounds]
+    ends = [f"{b:+.2f}".replace("-", "−") for b in bounds]
     return Scale(bounds=bounds,
                  rich=("white on #a3202e", "white on #73262e", "white on #4a2226", "", "white on #2f4f2a",
                        "white on #4f8f3a", "black on #86c04a"),
-                 plain=("bold white on red", "white on red", "red", "", "on bright_black", "black on white",
-                        "bold black on bright_white"),
-                 labels=(f"< {ends[0]}", *(f"{a}–{b}" for a, b in zip(ends, ends[1:])), f"≥ {ends[-1]}"))
+                 plain=("bold white on red", "white on red", "red", "", "bright_white on bright_black",
+                        "black on white", "bold black on bright_white"),
+                 labels=(f"< {ends[0]}", *(f"{a}…{b}" for a, b in zip(ends, ends[1:])), f"≥ {ends[-1]}"))
 
 
 class Legend:
