@@ -24,8 +24,9 @@ and self when that reaches ROLE_SHARE; else first token if that does; else none.
 The causal check: the mean next-token loss on the repeated predictions (where the current token
 occurred before, so copying predicts the next one), intact and with one head's output removed
 (its attn.mix zeroed: analysis.interventions' Ablate, carried out by its edit taps). An ablated
-run starts from the recorded stream entering the head's block and runs the blocks from there;
-the intact loss is read the same way, so both take the same numeric path.
+run starts from the recorded stream entering the head's block, runs the blocks from there and
+reads out every position, as the forward pass ends: an ablation that changes nothing gives the
+intact loss bit for bit.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ ROLE_SHARE = 0.3  # a head has a role when it gives it 30% of its attention on a
 ROLES = ("induction", "duplicate", "previous", "self", "first")  # the order a tie is broken in
 ABLATE_ALL = 32  # a model with at most this many heads gets every head ablated
 CHECK_TOP = 3  # otherwise: the top heads by induction and by previous-token score, and every head with that role
-MAX_CHECKS = 12  # ... up to this many ablations in all
+MAX_CHECKS = 8  # ... up to this many ablations in all (on GPT-2 small each costs ~3 s on 2 cores)
 
 
 @dataclass
@@ -200,13 +201,13 @@ def role_of(scores: dict[str, float | None]) -> str:
 
 class HeadRecorder(Tap):
     """Every block's attention weights, reduced to scores at once, and the stream entering each block
-    and leaving the last (every batch item)."""
+    (every batch item)."""
 
     def __init__(self, ids: torch.Tensor, n_layer: int):
         self.ids = ids
         self.scores: dict[int, LayerScores] = {}
         self.streams: dict[str, torch.Tensor] = {}
-        self.stream_names = {stages.stream_into(i) for i in range(n_layer)} | {stages.residual_stream(n_layer)[-1]}
+        self.stream_names = {stages.stream_into(i) for i in range(n_layer)}
 
     def needs(self, run: Run):
         return {stages.block_stage(i, "attn.weights") for i in range(run.n_layer)} | self.stream_names
@@ -225,13 +226,12 @@ def prediction_sets(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return repeated, ~repeated
 
 
-def mean_loss(model, final: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> float | None:
-    """The mean next-token loss (nats) of the chosen predictions, from the final stream (B, T, d)."""
+def mean_loss(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> float | None:
+    """The mean next-token loss (nats) of the chosen predictions, from logits (B, T, vocab)."""
     if not chosen.any():
         return None
-    rows = final[:, :-1][chosen]  # (n, d): only the rows scored go through the unembedding
-    targets = ids[:, 1:][chosen].to(rows.device)
-    return F.cross_entropy(model.read_out(rows).float(), targets).item()
+    targets = ids[:, 1:][chosen].to(logits.device)
+    return F.cross_entropy(logits[:, :-1][chosen.to(logits.device)].float(), targets).item()
 
 
 def ablated_losses(lm: LoadedModel, recorder: HeadRecorder, ids: torch.Tensor, layer: int, head: int,
@@ -245,7 +245,8 @@ def ablated_losses(lm: LoadedModel, recorder: HeadRecorder, ids: torch.Tensor, l
     x = model.h[layer](x, plan(taps, n_layer, model.wte.weight.dtype).block(layer))
     for block in model.h[layer + 1:]:
         x = block(x, NO_BLOCK_TAPS)
-    return mean_loss(model, x, ids, repeated), mean_loss(model, x, ids, other)
+    logits = model.unembed(model.ln_f(x))  # every position, as the forward pass ends
+    return mean_loss(logits, ids, repeated), mean_loss(logits, ids, other)
 
 
 def heads_to_check(scores: list[HeadScore], n_heads: int) -> tuple[list[HeadScore], str]:
@@ -272,14 +273,11 @@ def head_map(lm: LoadedModel, prompt: str | None = None, n_probes: int = N_PROBE
         rows = probe_tokens(lm, n_probes, half, seed)
     ids = torch.tensor(rows)
     recorder = HeadRecorder(ids, c.n_layer)
-    model = lm.model
-    final_name = stages.residual_stream(c.n_layer)[-1]
     with torch.no_grad():
-        model(ids.to(lm.device), taps=[recorder])
+        logits = lm.model(ids.to(lm.device), taps=[recorder])
         repeated, other = prediction_sets(ids)
-        final = recorder.streams[final_name]
-        loss_repeated = mean_loss(model, final, ids, repeated)
-        loss_other = mean_loss(model, final, ids, other)
+        loss_repeated, loss_other = mean_loss(logits, ids, repeated), mean_loss(logits, ids, other)
+        del logits
         heads = []
         for layer in range(c.n_layer):
             s = recorder.scores[layer]
