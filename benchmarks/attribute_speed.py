@@ -28,7 +28,14 @@ from checkpoint_memory import job_write, prompt_of  # noqa: E402
 
 import tracegpt  # noqa: E402
 from tracegpt.analysis.attribution import attribute  # noqa: E402
-from tracegpt.analysis.heads import head_map  # noqa: E402
+from tracegpt.analysis.heads import (  # noqa: E402
+    MAX_CHECKS,
+    HeadRecorder,
+    ablated_losses,
+    head_map,
+    prediction_sets,
+    probe_tokens,
+)
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
@@ -84,10 +91,23 @@ def main():
         start = time.perf_counter()
         m = head_map(small)
         took = time.perf_counter() - start
-        n_checked = sum(h.loss_ablated is not None for h in m.heads)
-        print(f"heads, GPT-2-small-sized (8 probes x 101 tokens, {n_checked} of {len(m.heads)} heads ablated): "
-              f"{took:.1f} s")
+        checked = [h for h in m.heads if h.loss_ablated is not None]
+        print(f"heads, GPT-2-small-sized ({m.n_probes} probes x 101 tokens, {len(checked)} of {len(m.heads)} heads "
+              f"ablated, in blocks {', '.join(str(h.layer) for h in checked)}): {took:.1f} s")
+        print(f"  the worst case, {MAX_CHECKS} ablations all in block 0: about {worst_case(small, m):.1f} s")
 
+
+def worst_case(lm, m) -> float:
+    """The intact pass, then MAX_CHECKS ablations that each rerun every block: the most head_map can cost."""
+    ids = torch.tensor(probe_tokens(lm, m.n_probes))
+    start = time.perf_counter()
+    with torch.no_grad():
+        recorder = HeadRecorder(ids, lm.config.n_layer)
+        lm.model(ids, taps=[recorder])
+        repeated, _ = prediction_sets(ids)
+        for head in range(MAX_CHECKS):
+            ablated_losses(lm, recorder, ids, 0, head % lm.config.n_head, [repeated])
+    return time.perf_counter() - start
 
 if __name__ == "__main__":
     main()

@@ -471,7 +471,8 @@ def heads(
                                       help="Score the heads on this text instead of the probe; '-' reads standard "
                                            "input."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe's random tokens."),
-    probes: int = typer.Option(8, "--probes", help="How many probe sequences, run as one batch (at least 1)."),
+    probes: int | None = typer.Option(None, "--probes", help="How many probe sequences, run as one batch (at least 1; "
+                                                            "default 8, or 4 for a model of more than 32 heads)."),
     half: int = typer.Option(50, "--half", help="Random tokens in each half of a probe sequence."),
     as_json: bool = JsonOpt,
     svg: Path | None = SvgOpt,

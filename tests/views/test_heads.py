@@ -60,3 +60,14 @@ def test_a_prompt_view_speaks_of_repeated_positions(lm):
     assert "where the current token occurred before" in text and "Δ rest" in text
     plain = " ".join(draw(render(head_map(lm, prompt="I love thee")), 100).split())
     assert "No token of this text occurs twice" in plain and "Δ rep" not in plain
+
+
+def test_a_big_model_says_which_heads_were_ablated(monkeypatch):
+    from tracegpt.analysis import heads as H
+
+    monkeypatch.setattr(H, "ABLATE_ALL", 2)
+    monkeypatch.setattr(H, "CHECK_TOP", 1)
+    m = head_map(induction_model(), half=16, n_probes=8)
+    text = " ".join(draw(render(m), 100).split())
+    assert "Ablated: 2 of the 4 heads" in text and "Δ 1st" not in text
+    assert "removing it raises the repeated half's loss from 0.00 to 2.83" in text

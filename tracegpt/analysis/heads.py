@@ -25,8 +25,10 @@ The causal check: the mean next-token loss on the repeated predictions (where th
 occurred before, so copying predicts the next one), intact and with one head's output removed
 (its attn.mix zeroed: analysis.interventions' Ablate, carried out by its edit taps). An ablated
 run starts from the recorded stream entering the head's block, runs the blocks from there and
-reads out every position, as the forward pass ends: an ablation that changes nothing gives the
-intact loss bit for bit.
+reads out the predictions scored, one set at a time; the intact loss is read out of the recorded
+final stream the same way, so an ablation that changes nothing gives it bit for bit. A model with more than ABLATE_ALL
+heads gets its top heads ablated, and only the repeated predictions scored (the unembedding of
+every position is most of an ablation's cost there).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..tracer import encode_prompt
 from .interventions import Ablate, edit_taps
 
 N_PROBES = 8
+N_PROBES_BIG = 4  # the default for a model with more than ABLATE_ALL heads: its ablations cost most
 HALF = 50  # random tokens per probe, then the same again: 2 × 50 + 1 positions
 SEED = 0
 ROLE_SHARE = 0.3  # a head has a role when it gives it 30% of its attention on average
@@ -201,13 +204,14 @@ def role_of(scores: dict[str, float | None]) -> str:
 
 class HeadRecorder(Tap):
     """Every block's attention weights, reduced to scores at once, and the stream entering each block
-    (every batch item)."""
+    and leaving the last (every batch item)."""
 
     def __init__(self, ids: torch.Tensor, n_layer: int):
         self.ids = ids
         self.scores: dict[int, LayerScores] = {}
         self.streams: dict[str, torch.Tensor] = {}
-        self.stream_names = {stages.stream_into(i) for i in range(n_layer)}
+        self.final = stages.residual_stream(n_layer)[-1]
+        self.stream_names = {stages.stream_into(i) for i in range(n_layer)} | {self.final}
 
     def needs(self, run: Run):
         return {stages.block_stage(i, "attn.weights") for i in range(run.n_layer)} | self.stream_names
@@ -226,18 +230,20 @@ def prediction_sets(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return repeated, ~repeated
 
 
-def mean_loss(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> float | None:
-    """The mean next-token loss (nats) of the chosen predictions, from logits (B, T, vocab)."""
+def mean_loss(model, final: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> float | None:
+    """The mean next-token loss (nats) of the chosen predictions (B, T - 1), from the final stream (B, T, d).
+
+    Only their rows go through the final LayerNorm and the unembedding: most of the cost, on a big vocabulary.
+    """
     if not chosen.any():
         return None
-    targets = ids[:, 1:][chosen].to(logits.device)
-    return F.cross_entropy(logits[:, :-1][chosen.to(logits.device)].float(), targets).item()
+    logits = model.read_out(final[:, :-1][chosen.to(final.device)]).float()
+    return F.cross_entropy(logits, ids[:, 1:][chosen].to(logits.device)).item()
 
 
 def ablated_losses(lm: LoadedModel, recorder: HeadRecorder, ids: torch.Tensor, layer: int, head: int,
-                   repeated: torch.Tensor, other: torch.Tensor) -> tuple[float | None, float | None]:
-    """The losses of the repeated and the other predictions with one head removed, run from the stream
-    entering its block."""
+                   sets: list[torch.Tensor]) -> list[float | None]:
+    """Each set's loss with one head removed, run from the recorded stream entering its block."""
     model = lm.model
     n_layer = lm.config.n_layer
     taps = edit_taps([Ablate(layer, head)], lm, ids[0].tolist())
@@ -245,8 +251,7 @@ def ablated_losses(lm: LoadedModel, recorder: HeadRecorder, ids: torch.Tensor, l
     x = model.h[layer](x, plan(taps, n_layer, model.wte.weight.dtype).block(layer))
     for block in model.h[layer + 1:]:
         x = block(x, NO_BLOCK_TAPS)
-    logits = model.unembed(model.ln_f(x))  # every position, as the forward pass ends
-    return mean_loss(logits, ids, repeated), mean_loss(logits, ids, other)
+    return [mean_loss(model, x, ids, chosen) for chosen in sets]
 
 
 def heads_to_check(scores: list[HeadScore], n_heads: int) -> tuple[list[HeadScore], str]:
@@ -261,10 +266,18 @@ def heads_to_check(scores: list[HeadScore], n_heads: int) -> tuple[list[HeadScor
     return list(picked.values()), "some"
 
 
-def head_map(lm: LoadedModel, prompt: str | None = None, n_probes: int = N_PROBES, half: int = HALF,
+def default_probes(lm: LoadedModel) -> int:
+    return N_PROBES if lm.config.n_layer * lm.config.n_head <= ABLATE_ALL else N_PROBES_BIG
+
+
+def head_map(lm: LoadedModel, prompt: str | None = None, n_probes: int | None = None, half: int = HALF,
              seed: int = SEED, check: bool = True) -> HeadMap:
-    """Every head's scores on the probe (or on `prompt`), with each checked head's ablated loss."""
+    """Every head's scores on the probe (or on `prompt`), with each checked head's ablated loss.
+
+    n_probes: default_probes (8; 4 for a model with more than ABLATE_ALL heads).
+    """
     c = lm.config
+    n_probes = default_probes(lm) if n_probes is None else n_probes
     if prompt is not None:
         rows = [encode_prompt(lm, prompt)]
         if len(rows[0]) < 2:
@@ -274,10 +287,10 @@ def head_map(lm: LoadedModel, prompt: str | None = None, n_probes: int = N_PROBE
     ids = torch.tensor(rows)
     recorder = HeadRecorder(ids, c.n_layer)
     with torch.no_grad():
-        logits = lm.model(ids.to(lm.device), taps=[recorder])
+        lm.model(ids.to(lm.device), taps=[recorder])
         repeated, other = prediction_sets(ids)
-        loss_repeated, loss_other = mean_loss(logits, ids, repeated), mean_loss(logits, ids, other)
-        del logits
+        final = recorder.streams[recorder.final]
+        loss_repeated, loss_other = (mean_loss(lm.model, final, ids, chosen) for chosen in (repeated, other))
         heads = []
         for layer in range(c.n_layer):
             s = recorder.scores[layer]
@@ -291,9 +304,10 @@ def head_map(lm: LoadedModel, prompt: str | None = None, n_probes: int = N_PROBE
         checked = "none"
         if check and loss_repeated is not None:
             chosen, checked = heads_to_check(heads, len(heads))
+            sets = [repeated, other] if checked == "all" else [repeated]
             for h in chosen:
-                h.loss_ablated, h.loss_ablated_other = ablated_losses(lm, recorder, ids, h.layer, h.head, repeated,
-                                                                      other)
+                h.loss_ablated, *rest = ablated_losses(lm, recorder, ids, h.layer, h.head, sets)
+                h.loss_ablated_other = rest[0] if rest else None
     start = rows[0][0] if prompt is None else None
     return HeadMap(
         model=lm.describe(), source="probe" if prompt is None else "prompt", prompt=prompt,

@@ -7,7 +7,7 @@ from pathlib import Path
 from .common import check_not_the_model, check_outputs, emit_json, read_prompt, save_exports
 
 
-def run(model: str | None, device: str, dtype: str, prompt: str | None, seed: int, probes: int, half: int,
+def run(model: str | None, device: str, dtype: str, prompt: str | None, seed: int, probes: int | None, half: int,
         as_json: bool, svg: Path | None, html: Path | None, width: int | None, color: bool) -> None:
     check_outputs(as_json, svg, html)
     if prompt is not None:

@@ -76,8 +76,10 @@ def heads_table(m: HeadMap) -> Group:
     for key in ("previous", "first", "self", "duplicate", "induction", "entropy"):
         table.add_column(_t(f"col_{key}"), justify="right", no_wrap=True)
     checked = m.checked != "none"
+    others = any(h.loss_ablated_other is not None for h in m.heads)  # scored only where every head is ablated
     if checked:
         table.add_column(_t("col_delta"), justify="right", no_wrap=True)
+    if others:
         table.add_column(_t("col_delta_other" if m.source == "probe" else "col_delta_rest"), justify="right",
                          no_wrap=True)
     rows = listed(m)
@@ -86,7 +88,9 @@ def heads_table(m: HeadMap) -> Group:
                score(h.previous), score(h.first), score(h.itself), score(h.duplicate), score(h.induction),
                f"{h.entropy_bits:.2f}"]
         if checked:
-            row += [delta(h.loss_ablated, m.loss_repeated), delta(h.loss_ablated_other, m.loss_other)]
+            row.append(delta(h.loss_ablated, m.loss_repeated))
+        if others:
+            row.append(delta(h.loss_ablated_other, m.loss_other))
         table.add_row(*row)
     parts = [table]
     if len(rows) < len(m.heads):
@@ -128,8 +132,12 @@ def verdict(m: HeadMap) -> Text | None:
     if top.loss_ablated is None:
         return Text(_t("verdict_unchecked", head=top.name, score=score(top.induction)))
     values = dict(head=top.name, score=score(top.induction), intact=m.loss_repeated, ablated=top.loss_ablated,
-                  delta=top.loss_ablated - m.loss_repeated, delta_other=top.loss_ablated_other - m.loss_other)
+                  delta=top.loss_ablated - m.loss_repeated)
     suffix = "" if m.source == "probe" else "_prompt"
+    if top.loss_ablated_other is None:  # a big model: only the repeated predictions are scored
+        suffix += "_only"
+    else:
+        values["delta_other"] = top.loss_ablated_other - m.loss_other
     if top.induction >= ROLE_SHARE:
         return Text(_t("verdict_induction" + suffix, **values), style="bold")
     return Text(_t("verdict_weak" + suffix, share=pct(ROLE_SHARE), **values), style="bold")
