@@ -12,6 +12,7 @@ from .common import bar, pct, quoted
 from .grid import Grid, Legend, signed
 
 TOP_PARTS = 7  # parts listed each way
+SHOWN = 5e-4  # a part listed by name moves the logit by at least this (it shows as ±0.001 or more)
 BAR_CELLS = 20
 UP, DOWN = "green", "red"
 
@@ -35,8 +36,8 @@ def share_bar(value: float, biggest: float) -> Text:
 def largest(a: Attribution) -> tuple[list[Term], list[Term], list[Term]]:
     """The parts pushing up most (strongest first), those pushing down most (weakest first), the rest."""
     ranked = sorted(a.terms, key=lambda t: -t.value)
-    up = [t for t in ranked if t.value > 0][:TOP_PARTS]
-    down = [t for t in ranked if t.value < 0][-TOP_PARTS:]
+    up = [t for t in ranked if t.value >= SHOWN][:TOP_PARTS]
+    down = [t for t in ranked if t.value <= -SHOWN][-TOP_PARTS:]
     shown = {id(t) for t in up + down}
     return up, down, [t for t in ranked if id(t) not in shown]
 
