@@ -74,3 +74,17 @@ def test_an_untied_checkpoint(run_cli, made):
     assert r.exit_code == 0, r.stderr
     doc = r.json()
     assert doc["total"] == pytest.approx(doc["logit"], abs=1e-4)
+
+
+@pytest.mark.parametrize("args", ["['attribute', 'x' * 1_000_000]", "['heads', '--prompt', 'x' * 1_000_000]"])
+def test_a_prompt_far_too_long_is_refused_before_torch_loads(args):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from tracegpt.cli import app; from typer.testing import CliRunner; "
+            f"r = CliRunner().invoke(app, {args}); print(r.exit_code, 'torch' in sys.modules); print(r.stderr)")
+    env = {k: v for k, v in os.environ.items() if k != "TRACEGPT_MODEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    first, message = out.split("\n", 1)
+    assert first == "2 False" and "far more than shakespeare's context of 256 tokens" in message
