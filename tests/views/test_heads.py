@@ -8,7 +8,8 @@ from rich.console import Console
 from toy_induction import induction_model
 
 from tracegpt.analysis.heads import head_map
-from tracegpt.views.heads import cell, render
+from tracegpt.views.grid import Grid
+from tracegpt.views.heads import cell, render, role_scale
 
 
 def draw(renderable, width: int, color_system: str | None = "truecolor") -> str:
@@ -71,3 +72,15 @@ def test_a_big_model_says_which_heads_were_ablated(monkeypatch):
     text = " ".join(draw(render(m), 100).split())
     assert "Ablated: 2 of the 4 heads" in text and "Δ 1st" not in text
     assert "removing it raises the repeated half's loss from 0.00 to 2.83" in text
+
+
+
+def test_grid_cells_wider_than_ten_columns_keep_to_the_width():
+    # '(prev 9.7%)' is 11 cells: a grid of such labels still fits, windowing its columns where it must.
+    labels = [["(prev 9.7%)"] * 12 for _ in range(3)]
+    grid = Grid(["block 0", "block 1", "block 2"], [str(h) for h in range(12)], [[0.0] * 12] * 3, role_scale(),
+                labels=labels)
+    for width in (80, 140, 160):
+        lines = draw(grid, width).splitlines()  # draw checks the width
+        assert [line.split()[:2] for line in lines[1:4]] == [["block", str(i)] for i in range(3)]
+        assert ("do not fit" in " ".join(lines)) == (width < 160)

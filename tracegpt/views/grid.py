@@ -126,7 +126,7 @@ class Grid:
         """The columns that fit (None stands for the ones left out), and the cell width to draw them at."""
         n = len(self.cols)
         room = width - self.label
-        wide = min(10, max(self.cell, *(cell_len(c) + 1 for c in self.cols)))
+        wide = max(self.cell, min(10, max(cell_len(c) + 1 for c in self.cols)))  # headers widen cells up to 10
         if n * wide <= room:
             return list(range(n)), wide
         fit = max(3, room // self.cell)
