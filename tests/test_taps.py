@@ -11,7 +11,7 @@ from tracegpt.taps import NO_BLOCK_TAPS, Edit, Tap, TapError
 from tracegpt.tracer import Tracer, run_trace
 
 PROMPT = "To be, or not to be, that is the question:"
-EDITABLE = [n for n in stages.names(4) if n not in ("tokens", "probs")]
+EDITABLE = [n for n in stages.names(4) if n not in ("tokens", "probs") and not stages.on_reading_only(n)]
 
 
 class Replace(Tap):
@@ -34,7 +34,7 @@ class Identity(Tap):
     """Needs every stage and hands each one back untouched."""
 
     def needs(self, run):
-        return set(stages.names(run.n_layer))
+        return {n for n in stages.names(run.n_layer) if not stages.on_reading_only(n)}
 
     def __call__(self, name, tensor, offset):
         return tensor
@@ -101,12 +101,18 @@ def test_routing_edits_equal_the_rest_of_the_block_by_hand(lm, ids, kind):
     assert (edited - by_hand).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["tokens", "probs"])
+@pytest.mark.parametrize("name", ["tokens", "probs", "blocks.1.attn.head_out"])
 def test_a_replacement_nothing_reads_raises_with_the_stage_name(lm, ids, name):
     with pytest.raises(TapError, match=name):
         forward(lm, ids, [Replace(name, lambda t: t.clone(), declare=False)])
     with pytest.raises(TapError, match=f"{name} cannot be replaced"):
         forward(lm, ids, [Replace(name, lambda t: t.clone())])
+
+
+def test_a_tap_cannot_wait_for_a_stage_no_forward_pass_computes(lm, ids):
+    # attn.head_out exists only in traces: a tap asking for it would never be called, so it is refused.
+    with pytest.raises(TapError, match="blocks.2.attn.head_out, which the forward pass never computes"):
+        forward(lm, ids, [Replace("blocks.2.attn.head_out", lambda t: None, declare=False)])
 
 
 def test_an_undeclared_replacement_or_a_wrong_shape_raises(lm, ids):

@@ -14,7 +14,7 @@ PROMPTS = ["I love", "To be, or not to be, that is the question:", "My lord,\nI"
 
 # The stage names are an interface people script against: a change here is a breaking change.
 BLOCK = ["ln1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.mask", "attn.weights", "attn.mix",
-         "attn.out", "resid_attn", "ln2", "mlp.pre", "mlp.act", "mlp.out", "resid_out"]
+         "attn.head_out", "attn.out", "resid_attn", "ln2", "mlp.pre", "mlp.act", "mlp.out", "resid_out"]
 EXPECTED_NAMES = (["tokens", "embed.token", "embed.position", "embed.sum"]
                   + [f"blocks.{i}.{s}" for i in range(4) for s in BLOCK] + ["ln_f", "logits", "probs"])
 
@@ -98,7 +98,9 @@ def test_derived_stages_are_what_the_model_computes_from_the_kept_ones(lm):
     keeper = Tracer()
     with torch.no_grad():
         lm.model(torch.tensor([lm.encode(prompt)]), taps=keeper)
-    assert sorted(keeper.store) == sorted(derived.names())
+    # attn.head_out is derived by every tracer: no forward pass computes it.
+    assert sorted(keeper.store) == sorted(n for n in derived.names() if not n.endswith("head_out"))
+    assert sorted(keeper.derived) == sorted(n for n in derived.names() if n.endswith("head_out"))
     for name, kept in keeper.store.items():
         torch.testing.assert_close(derived[name], kept, rtol=1e-5, atol=1e-5, msg=name)
     assert torch.equal(derived["blocks.0.attn.scores"], keeper.store["blocks.0.attn.scores"])
@@ -126,3 +128,22 @@ def test_non_finite_numbers_are_refused_naming_the_first_stage(lm):
         run_trace(broken, "I love")
     with pytest.raises(NonFiniteError, match="at blocks.1.mlp.pre"):
         run_trace(broken, "I love", stages=["resid_out", "mlp.pre"])  # no logits recorded: every stage is scanned
+
+
+def test_each_heads_output_is_derived_and_adds_up_to_the_attention_update(lm):
+    # attn.head_out: no forward pass computes it; the trace derives it from attn.mix and c_proj,
+    # holding nothing more in memory. Summed over heads, plus c_proj's bias, it is attn.out.
+    trace = run_trace(lm, "To be, or not to be, that is the question")
+    T, d = trace.n_tokens, lm.config.d_model
+    for layer in range(lm.config.n_layer):
+        name = f"blocks.{layer}.attn.head_out"
+        assert name in trace.derived and name not in trace.tensors
+        heads = trace[name]
+        assert heads.shape == (lm.config.n_head, T, d)
+        bias = lm.model.h[layer].attn.c_proj.bias.detach()
+        torch.testing.assert_close(heads.sum(0) + bias, trace[f"blocks.{layer}.attn.out"], rtol=0, atol=1e-5)
+    # Asked for alone, it is still derived: the mix it needs is kept aside, out of the trace's names.
+    alone = run_trace(lm, "To be, or not to be", layers=[1], stages=["attn.head_out"])
+    assert alone.names() == ["blocks.1.attn.head_out"] and not alone.tensors
+    full = run_trace(lm, "To be, or not to be", layers=[1])
+    assert torch.equal(alone["blocks.1.attn.head_out"], full["blocks.1.attn.head_out"])

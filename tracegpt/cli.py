@@ -568,5 +568,68 @@ def neuron(
                 not no_color)
 
 
+# --- attribute and heads: what wrote a logit, what each head does ---
+
+
+@app.command(epilog="Examples:\n\n  tracegpt attribute \"I love\"\n\n"
+                    "  tracegpt attribute \"I love\" --token \" thee\" --vs \" you\"\n\n"
+                    "  tracegpt attribute \"To be, or not to be\" --position 3 --neurons 2\n\n"
+                    "  tracegpt attribute \"I love\" --json | jq '.terms | sort_by(-.value) | .[0]'")
+def attribute(
+    prompt: str = typer.Argument(..., help="Text to run through the model; '-' reads standard input."),
+    model: str | None = ModelOpt,
+    token: str | None = typer.Option(None, "--token", metavar="TEXT",
+                                     help="The next token whose logit to split; one token (default: the top "
+                                          "prediction)."),
+    vs: str | None = typer.Option(None, "--vs", metavar="TEXT",
+                                  help="Split the logit difference --token minus this token instead."),
+    position: int | None = typer.Option(
+        None, "--position", "-p", help="Position whose next-token logit to split, from 0 (default: the last)."),
+    neurons: int | None = typer.Option(None, "--neurons", metavar="L",
+                                       help="Also split block L's FFN into its neurons, the strongest listed."),
+    as_json: bool = JsonOpt,
+    save: Path | None = typer.Option(None, "--save", metavar="FILE",
+                                     help="Also write every term, and the vectors it is read from, to FILE.npz."
+                                          + REPLACES),
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Direct logit attribution: split a next-token logit into the embeddings, every head, every FFN and the biases."""
+    from .commands import attribute as command
+
+    command.run(prompt, model, device, dtype, token, vs, position, neurons, as_json, save, svg, html, width,
+                not no_color)
+
+
+@app.command(epilog="Examples:\n\n  tracegpt heads\n\n"
+                    "  tracegpt heads --prompt \"To be, or not to be, that is the question: to be, or not to be\"\n\n"
+                    "  tracegpt heads --model ./my-gpt2 --json | jq '.heads[] | select(.role == \"induction\")'")
+def heads(
+    model: str | None = ModelOpt,
+    prompt: str | None = typer.Option(None, "--prompt", metavar="TEXT",
+                                      help="Score the heads on this text instead of the probe; '-' reads standard "
+                                           "input."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe's random tokens."),
+    probes: int | None = typer.Option(None, "--probes", help="How many probe sequences, run as one batch (at least 1; "
+                                                            "default 8, or 4 for a model of more than 32 heads)."),
+    half: int = typer.Option(50, "--half", help="Random tokens in each half of a probe sequence."),
+    as_json: bool = JsonOpt,
+    svg: Path | None = SvgOpt,
+    html: Path | None = HtmlOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    width: int | None = WidthOpt,
+    no_color: bool = NoColorOpt,
+):
+    """Map every head: previous-token, first-token, self, duplicate and induction scores, each checked by ablation."""
+    from .commands import heads as command
+
+    command.run(model, device, dtype, prompt, seed, probes, half, as_json, svg, html, width, not no_color)
+
+
 def main():
     app()

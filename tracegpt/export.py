@@ -437,3 +437,80 @@ def neuron_to_dict(report) -> dict:
                 "above_corpus_max": s.beyond_max},
         }
     return doc
+# --- attribute ---
+
+ATTRIBUTE_SCHEMA_VERSION = 1
+
+
+def attribution_to_dict(a) -> dict:
+    """The JSON of `tracegpt attribute --json`: every term, and the logit they add up to."""
+    def token(i, text, logit, prob, rank):
+        return {"id": i, "text": text, "logit": number(logit), "prob": number(prob), "rank": rank}
+
+    split = a.neurons
+    return {
+        "schema_version": ATTRIBUTE_SCHEMA_VERSION, "model": a.model, "prompt": a.prompt,
+        "tokens": token_rows(a.token_ids, a.tokens), "position": a.position,
+        "token": token(a.target, a.target_text, a.target_logit, a.prob, a.rank),
+        "vs": None if a.vs is None else token(a.vs, a.vs_text, a.vs_logit, a.vs_prob, a.vs_rank),
+        "logit": number(a.logit), "total": number(a.total), "sigma": number(a.sigma),
+        "terms": [{"kind": t.kind, "layer": t.layer, "head": t.head, "value": number(t.value)} for t in a.terms],
+        "neurons": None if split is None else {
+            "layer": split.layer, "mlp": number(split.mlp), "bias": number(split.bias), "total": number(split.total),
+            "neurons": [{"index": n.index, "activation": number(n.activation), "weight": number(n.weight),
+                         "value": number(n.value)} for n in split.neurons]},
+    }
+
+
+def attribution_arrays(a) -> dict[str, np.ndarray]:
+    """--save: the terms (and what they were computed from) as arrays; terms[i] = vectors[i] · readout,
+    but for the last term, the final LayerNorm's bias, which is read without the division by sigma."""
+    arrays = {
+        "terms": np.array([t.value for t in a.terms]),
+        "term_kind": np.array([t.kind for t in a.terms]),
+        "term_layer": np.array([-1 if t.layer is None else t.layer for t in a.terms]),
+        "term_head": np.array([-1 if t.head is None else t.head for t in a.terms]),
+        "vectors": np.array(a.vectors), "readout": np.array(a.readout), "head_terms": np.array(a.heads()),
+        "logit": np.array(a.logit), "sigma": np.array(a.sigma), "position": np.array(a.position),
+        "token": np.array(a.target), "vs": np.array(-1 if a.vs is None else a.vs),
+    }
+    if a.neurons is not None:
+        arrays["neuron_values"] = np.array([n.value for n in a.neurons.neurons])
+        arrays["neuron_activations"] = np.array([n.activation for n in a.neurons.neurons])
+        arrays["neuron_weights"] = np.array([n.weight for n in a.neurons.neurons])
+        arrays["neuron_layer"] = np.array(a.neurons.layer)
+    return arrays
+
+
+def save_attribution(a, path: str | Path) -> Path:
+    return write_npz(path, attribution_arrays(a))
+
+
+# --- heads ---
+
+HEADS_SCHEMA_VERSION = 1
+
+
+def heads_to_dict(m) -> dict:
+    """The JSON of `tracegpt heads --json`: every head's scores, role and ablated losses."""
+    from .analysis.heads import ROLE_SHARE
+
+    return {
+        "schema_version": HEADS_SCHEMA_VERSION, "model": m.model, "source": m.source, "prompt": m.prompt,
+        "tokens": [{"position": i, "text": t} for i, t in enumerate(m.tokens)],
+        "probe": None if m.source != "probe" else {"seed": m.seed, "n_probes": m.n_probes, "half": m.half,
+                                                   "start": {"id": m.start, "text": m.start_text}},
+        "n_tokens": m.n_tokens,
+        "loss": {"repeated": number(m.loss_repeated) if m.loss_repeated is not None else None,
+                 "other": number(m.loss_other) if m.loss_other is not None else None,
+                 "n_repeated": m.n_repeated, "n_other": m.n_other, "chance": number(m.chance_loss)},
+        "checked": m.checked, "role_share": ROLE_SHARE,
+        "heads": [{"layer": h.layer, "head": h.head, "role": h.role, "strongest": h.strongest,
+                   "scores": {"previous": number(h.previous), "first": number(h.first), "self": number(h.itself),
+                              "duplicate": None if h.duplicate is None else number(h.duplicate),
+                              "induction": None if h.induction is None else number(h.induction)},
+                   "entropy_bits": number(h.entropy_bits),
+                   "loss_ablated": None if h.loss_ablated is None else number(h.loss_ablated),
+                   "loss_ablated_other": None if h.loss_ablated_other is None else number(h.loss_ablated_other)}
+                  for h in m.heads],
+    }

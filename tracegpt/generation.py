@@ -340,7 +340,8 @@ class Generation:
         if not self.record:
             return {}
         out = {}
-        for name, tensor in tracer.store.items():
+        derived = ((name, derive()) for name, derive in tracer.derived.items())  # attn.head_out: no pass computes it
+        for name, tensor in [*tracer.store.items(), *derived]:
             axis = stages.position_axis(name)
             out[name] = tensor.narrow(axis, tensor.shape[axis] - n_new, n_new)
         return out

@@ -188,6 +188,17 @@ def attention_weights(scores: torch.Tensor, mask: torch.Tensor, dtype: torch.dty
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).to(dtype)
 
 
+def head_outputs(mix: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Each head's own write to the residual stream: its attn.mix through its rows of c_proj.
+
+    mix (..., n_head, T, d_head) and c_proj's weight (d_model, d_out), stored [in, out] -> (..., n_head, T, d_out).
+    Their sum over heads plus c_proj's bias is attn.out. The forward pass never computes them (it
+    multiplies the joined heads once); a trace does, when they are read.
+    """
+    n_head, d_head = mix.shape[-3], mix.shape[-1]
+    return mix @ weight.to(mix.device, mix.dtype).view(n_head, d_head, weight.shape[-1])
+
+
 def next_token_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=-1)
 
@@ -241,6 +252,11 @@ class GPT(nn.Module):
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
         self._decoding_copy: tuple[weakref.ref, int | None, torch.Tensor] | None = None
 
+    def head_projection(self, layer: int) -> torch.Tensor:
+        """Block `layer`'s attention output projection weight, (d_model, d_model) stored [in, out]: rows
+        h·d_head..(h+1)·d_head are head h's (see head_outputs)."""
+        return self.h[layer].attn.c_proj.weight.detach()
+
     def unembedding(self) -> torch.Tensor:
         """(vocab_size, d_model): logits = final vector @ this.T"""
         return self.wte.weight if self.lm_head is None else self.lm_head.weight
@@ -281,7 +297,7 @@ class GPT(nn.Module):
         T = token_ids.shape[1]
         if past + T > self.config.n_ctx:
             raise ValueError(f"{past + T} tokens do not fit the context of {self.config.n_ctx}")
-        at = plan(taps, self.config.n_layer, self.wte.weight.dtype, offset=past)
+        at = plan(taps, self.config.n_layer, self.wte.weight.dtype, offset=past, head_projection=self.head_projection)
         if logits_from and (at.wants("logits") or at.wants("probs")):
             raise ValueError("logits_from leaves out logits that a tap reads; run without it")
         at("tokens", token_ids)

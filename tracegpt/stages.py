@@ -7,6 +7,9 @@ the views and the Python API all use:
     blocks.{layer}.ln1 ... blocks.{layer}.resid_out      (BLOCK, for every block)
     ln_f  logits  probs
 
+Some are derived: a trace computes them when they are read, from stages it kept (DERIVED_FROM).
+One, attn.head_out, the forward pass never computes at all (ON_READING).
+
 A *site* is a stage with an optional selection along its axes, as users type it:
 
     blocks.2.attn.scores[head=1,query=-1,key=0]
@@ -33,6 +36,7 @@ BLOCK = (
     "attn.mask",
     "attn.weights",
     "attn.mix",
+    "attn.head_out",
     "attn.out",
     "resid_attn",
     "ln2",
@@ -61,6 +65,7 @@ AXES = {
     "attn.mask": ("query", "key"),
     "attn.weights": _TABLE,
     "attn.mix": _HEADS,
+    "attn.head_out": _HEADS,  # feature: d_model (each head's write to the residual stream)
     "attn.out": _ROW,
     "resid_attn": _ROW,
     "ln2": _ROW,
@@ -73,12 +78,20 @@ AXES = {
     "probs": ("batch", "position", "vocab"),
 }
 # Stages a trace need not hold: each is recomputed, by the model's own function, from these.
-DERIVED_FROM = {"attn.weights": ("attn.scores", "attn.mask"), "probs": ("logits",)}
+# attn.head_out also takes its block's output projection (c_proj) weight.
+DERIVED_FROM = {"attn.weights": ("attn.scores", "attn.mask"), "probs": ("logits",), "attn.head_out": ("attn.mix",)}
+# Stages no forward pass computes, only a trace when they are read: each head's attn.mix through
+# its rows of c_proj (TransformerLens's hook_result). Their sum over heads plus c_proj's bias is
+# attn.out, which the pass computes in one matmul. A tap cannot ask for them (it would never be
+# called); a tracer always derives them.
+ON_READING = frozenset({"attn.head_out"})
 # Stages nothing downstream reads, so a replacement could not take effect: a tap that returns
 # one gets an error instead of silence.
 NOT_EDITABLE = {
     "tokens": "the model reads the ids it is given; change the prompt instead",
     "probs": "nothing in the forward pass reads them (the logits are what comes out); edit logits instead",
+    "attn.head_out": "the forward pass never computes it (attn.out comes from attn.mix in one matmul); edit attn.mix "
+                     "(a head, L.H) or attn.out instead",
 }
 # The axes along which a stage's rows are token positions (the rows a tap sees in a cached
 # decoding step are the new positions only; their absolute positions start at its offset).
@@ -195,6 +208,11 @@ def derived_from(stage_name: str) -> tuple[str, ...]:
     """The stages a derived stage is recomputed from, in the same block."""
     s = parse(stage_name)
     return tuple(name(k, s.layer) for k in DERIVED_FROM[s.kind])
+
+
+def on_reading_only(stage_name: str) -> bool:
+    """A stage only a trace computes, when it is read (ON_READING); no tap is ever called with it."""
+    return kind(stage_name) in ON_READING
 
 
 def why_not_editable(stage_name: str) -> str | None:

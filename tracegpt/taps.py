@@ -23,7 +23,7 @@ placed before a recorder gets the recorder to keep what the model really used.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +45,9 @@ class Run:
     n_layer: int
     dtype: torch.dtype  # the model's compute dtype
     edited: frozenset[str]  # the stages some tap of this pass may replace
+    # layer -> that block's attention output projection weight, stored [in, out] (model.GPT.head_projection):
+    # what a tracer derives each head's attn.head_out with. None where the pass is not a whole model's.
+    head_projection: Callable[[int], torch.Tensor] | None = None
 
 
 class Tap:
@@ -87,7 +90,8 @@ NO_BLOCK_TAPS = BlockTaps(0, 0, {})
 class TapPlan:
     """Who is called where, worked out once per forward pass from the taps' declarations."""
 
-    def __init__(self, taps: Sequence[Tap], n_layer: int, dtype: torch.dtype, offset: int = 0):
+    def __init__(self, taps: Sequence[Tap], n_layer: int, dtype: torch.dtype, offset: int = 0,
+                 head_projection: Callable[[int], torch.Tensor] | None = None):
         self.offset = offset
         writes = [frozenset(t.writes(n_layer)) for t in taps]
         for tap, written in zip(taps, writes):
@@ -95,12 +99,16 @@ class TapPlan:
                 why = stages.why_not_editable(name)
                 if why is not None:
                     raise TapError(f"{name} cannot be replaced: {why} ({type(tap).__name__} declares it in writes)")
-        run = Run(n_layer=n_layer, dtype=dtype, edited=frozenset().union(*writes))
+        run = Run(n_layer=n_layer, dtype=dtype, edited=frozenset().union(*writes), head_projection=head_projection)
         self.by_name: dict[str, tuple[tuple[Tap, bool], ...]] = {}
         for tap, written in zip(taps, writes):
             needed = set(tap.needs(run))
             if not written <= needed:
                 raise TapError(f"{type(tap).__name__} writes {sorted(written - needed)[0]} without needing it")
+            never = sorted(n for n in needed if stages.on_reading_only(n))
+            if never:
+                raise TapError(f"{type(tap).__name__} needs {never[0]}, which the forward pass never computes (a "
+                               f"trace derives it from attn.mix when it is read); tap attn.mix instead")
             for name in needed:
                 self.by_name[name] = self.by_name.get(name, ()) + ((tap, name in written),)
         grouped: dict[int, dict[str, tuple]] = {}
@@ -187,8 +195,9 @@ class Edit(Tap):
 NO_TAPS = TapPlan((), 0, torch.float32)  # the untraced forward: every stage passes straight through
 
 
-def plan(taps: Sequence[Tap] | Tap, n_layer: int, dtype: torch.dtype, offset: int = 0) -> TapPlan:
+def plan(taps: Sequence[Tap] | Tap, n_layer: int, dtype: torch.dtype, offset: int = 0,
+         head_projection: Callable[[int], torch.Tensor] | None = None) -> TapPlan:
     """The plan for these taps (one tap, or several in the order they run)."""
     if isinstance(taps, Tap):
         taps = (taps,)
-    return TapPlan(taps, n_layer, dtype, offset) if taps else NO_TAPS
+    return TapPlan(taps, n_layer, dtype, offset, head_projection) if taps else NO_TAPS

@@ -20,13 +20,17 @@ from . import stages as stage_names
 from . import tokenizer
 from .errors import ParameterError, TraceGPTError, UsageError
 from .loader import LoadedModel
-from .model import attention_weights, next_token_probs
+from .model import attention_weights, head_outputs, next_token_probs
 from .taps import Run, Tap
 
 # How each derived stage is recomputed from the stages it derives from (stages.DERIVED_FROM).
 DERIVE = {
     "attn.weights": lambda scores, mask, dtype: attention_weights(scores, mask, dtype),
     "probs": lambda logits, dtype: next_token_probs(logits),
+}
+# The stages no forward pass computes (stages.ON_READING), from their sources and the block's c_proj weight.
+DERIVE_ON_READING = {
+    "attn.head_out": lambda mix, weight: head_outputs(mix, weight),
 }
 
 
@@ -48,6 +52,19 @@ def _batched(name: str) -> bool:
     return stage_names.axes(name)[0] == "batch"
 
 
+# The derived stages' functions read the tracer's dicts, never the tracer itself: a bound method
+# here would make a reference cycle that keeps a tracer and its tensors until the cycle collector runs.
+def derive(store: dict, name: str, dtype: torch.dtype) -> torch.Tensor:
+    sources = [store[source] for source in stage_names.derived_from(name)]
+    return DERIVE[stage_names.kind(name)](*sources, dtype)
+
+
+def derive_on_reading(store: dict, aside: dict, name: str, weight: torch.Tensor) -> torch.Tensor:
+    sources = [store.get(source, aside.get(source)) for source in stage_names.derived_from(name)]
+    with torch.no_grad():
+        return DERIVE_ON_READING[stage_names.kind(name)](*sources, weight)
+
+
 class Tracer(Tap):
     """A tap that keeps a detached copy of each wanted stage (batch item 0) on the CPU.
 
@@ -57,6 +74,10 @@ class Tracer(Tap):
     a long prompt. A stage some tap of the run may replace is kept, never derived, so the trace
     holds what the model really used. (Derived only when stages are kept in the model's own
     dtype, so the inputs are exact.) Not needing those weights, the model mixes V with its fused kernel.
+
+    attn.head_out, which no forward pass computes, is always derived (with or without `derive`):
+    from the recorded attn.mix and the block's c_proj weight as the model has it when it is read.
+    Asked for without attn.mix, the tracer keeps the mix aside for it, out of the trace's names.
     """
 
     def __init__(self, layers: Iterable[int] | None = None, stages: Iterable[str] | None = None,
@@ -67,29 +88,35 @@ class Tracer(Tap):
         self.derive = derive and dtype is None
         self.store: dict[str, torch.Tensor] = {}
         self.derived: dict[str, Callable[[], torch.Tensor]] = {}
+        self.aside: dict[str, torch.Tensor] = {}  # sources of on-reading stages that are not in the trace
+        self.kept_aside: frozenset[str] = frozenset()
 
     def keeps(self, n_layer: int) -> frozenset[str]:
         return kept_names(n_layer, self.layers, self.patterns)
 
     def needs(self, run: Run) -> Collection[str]:
         kept = self.keeps(run.n_layer)
+        on_reading = {name for name in kept if stage_names.on_reading_only(name)}
+        kept -= on_reading
+        if run.head_projection is not None:  # else no weights to derive them with: not recorded
+            for name in on_reading:
+                weight = run.head_projection(stage_names.layer_of(name))
+                self.derived[name] = partial(derive_on_reading, self.store, self.aside, name, weight)
+            self.kept_aside = frozenset(source for name in on_reading for source in stage_names.derived_from(name)
+                                        if source not in kept)
         if not self.derive:
-            return kept
+            return kept | self.kept_aside
         derived = {name for name in kept if stage_names.is_derived(name) and name not in run.edited
                    and all(source in kept for source in stage_names.derived_from(name))}
         for name in derived:
-            self.derived[name] = partial(self._derive, name, run.dtype)
-        return kept - derived
-
-    def _derive(self, name: str, dtype: torch.dtype) -> torch.Tensor:
-        sources = [self.store[source] for source in stage_names.derived_from(name)]
-        return DERIVE[stage_names.kind(name)](*sources, dtype)
+            self.derived[name] = partial(derive, self.store, name, run.dtype)
+        return (kept - derived) | self.kept_aside
 
     def __call__(self, name: str, tensor: torch.Tensor, offset: int) -> None:
         kept = tensor.detach()[0] if _batched(name) else tensor.detach()
         if self.dtype is not None and kept.is_floating_point():
             kept = kept.to(self.dtype)
-        self.store[name] = kept.to("cpu")
+        (self.aside if name in self.kept_aside else self.store)[name] = kept.to("cpu")
 
 
 @dataclass

@@ -227,7 +227,7 @@ def generation_step(trace: Trace) -> Step:
 
 
 def no_hidden_step(trace: Trace) -> Step:
-    names = trace.names()
+    names = [name for name in trace.names() if not stages.on_reading_only(name)]  # what the pass computed
     numbers = {"n_numbers": sum(trace[name].numel() for name in names), "n_stages": len(names),
                "n_tokens": trace.n_tokens, "n_next": trace.n_tokens + 1}
     return Step("no_hidden", numbers, {"n_numbers": "Σ numel(trace[*])"})

@@ -566,5 +566,5 @@ def render(report: AttentionReport, scores: bool = False, default_prompt: bool =
             continue
         parts += [HeadGrid(report, layer.heads, scores), Text()]
     if report.overview:
-        parts += [Text(), _explain(_t("overview_how"))]
+        parts += [Text(), _explain(_t("overview_how")), _explain(_t("overview_more", heads="tracegpt heads"))]
     return Group(*parts)

@@ -54,6 +54,25 @@ PATCH = Scale(bounds=(-0.25, 0.1, 0.3, 0.6, 0.9),
               labels=("< −0.25", "−0.25–0.1", "0.1–0.3", "0.3–0.6", "0.6–0.9", "≥ 0.9"))
 
 
+# Signed shares around 0 (a logit split into parts): green pushed up, red pushed down, in buckets
+# of ± the largest magnitude shown. In 16 colours the positive side keeps the grey ramp and the
+# negative side is red: weak as red text, stronger on a red ground, strongest bold.
+SIGNED_CUTS = (-0.6, -0.25, -0.08, 0.08, 0.25, 0.6)
+
+
+def signed(limit: float) -> Scale:
+    """A diverging scale for values in about [-limit, limit]."""
+    limit = limit if limit > 0 else 1.0
+    bounds = tuple(c * limit for c in SIGNED_CUTS)
+    ends = [f"{b:+.2f}".replace("-", "−") for b in bounds]
+    return Scale(bounds=bounds,
+                 rich=("white on #a3202e", "white on #73262e", "white on #4a2226", "", "white on #2f4f2a",
+                       "white on #4f8f3a", "black on #86c04a"),
+                 plain=("bold white on red", "white on red", "red", "", "bright_white on bright_black",
+                        "black on white", "bold black on bright_white"),
+                 labels=(f"< {ends[0]}", *(f"{a}…{b}" for a, b in zip(ends, ends[1:])), f"≥ {ends[-1]}"))
+
+
 class Legend:
     """The scale's buckets as swatches, in the colours the console will draw."""
 
@@ -81,7 +100,8 @@ def _cut(text: str, cells: int) -> str:
 
 class Grid:
     def __init__(self, rows: list[str], cols: list[str], values: list[list[float | None]], scale: Scale,
-                 corner: str = "", number: str = "{:.2f}", marks: set[tuple[int, int]] | None = None):
+                 corner: str = "", number: str = "{:.2f}", marks: set[tuple[int, int]] | None = None,
+                 labels: list[list[str]] | None = None):
         self.rows = rows
         self.cols = [visible(c) for c in cols]
         self.values = values
@@ -89,9 +109,16 @@ class Grid:
         self.corner = corner
         self.number = number
         self.marks = marks or set()
-        shown = [number.format(v) for row in values for v in row if v is not None]
+        self.labels = labels  # what each cell prints instead of its number (the value still picks the colour)
+        shown = [self.text(i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is not None]
         self.cell = max([4, *map(cell_len, shown)]) + 1
         self.label = max([cell_len(corner), *map(cell_len, rows)]) + 1
+
+    def text(self, i: int, j: int) -> str:
+        value = self.values[i][j]
+        if value is None:
+            return "·"
+        return self.labels[i][j] if self.labels is not None else self.number.format(value)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(self.label + 3 * self.cell, self.label + len(self.cols) * max(self.cell, 9))
@@ -100,7 +127,7 @@ class Grid:
         """The columns that fit (None stands for the ones left out), and the cell width to draw them at."""
         n = len(self.cols)
         room = width - self.label
-        wide = min(10, max(self.cell, *(cell_len(c) + 1 for c in self.cols)))
+        wide = max(self.cell, min(10, max(cell_len(c) + 1 for c in self.cols)))  # headers widen cells up to 10
         if n * wide <= room:
             return list(range(n)), wide
         fit = max(3, room // self.cell)
@@ -122,7 +149,7 @@ class Grid:
                     line.append("…".rjust(cell - 1) + " ", style="grey50")
                     continue
                 value = self.values[i][j]
-                text = "·" if value is None else self.number.format(value)
+                text = self.text(i, j)
                 style = self.scale.style(value, console.color_system)
                 style += " bold underline" if (i, j) in self.marks else ""
                 line.append(" " * (cell - 1 - cell_len(text)), style=style)

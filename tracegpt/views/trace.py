@@ -81,7 +81,7 @@ def block_node(s: ForwardSummary, b: BlockSummary, explain: bool) -> Tree:
     attn = node.add(attn_title)
     for head in b.heads:
         attn.add(head_line(s, head))
-    attn.add(Text(_t("mix", norm=b.attn_out_norm)).append("  attn.mix attn.out", style=GUIDE))
+    attn.add(Text(_t("mix", norm=b.attn_out_norm)).append("  attn.mix attn.head_out attn.out", style=GUIDE))
 
     node.add(_stage("Add", _t("resid_attn", before=b.stream_in_norm, after=b.resid_attn_norm), "resid_attn"))
     node.add(_stage("LayerNorm", _t("ln2", before=b.resid_attn_std, after=b.ln2_std), "ln2"))
@@ -153,4 +153,5 @@ def render(s: ForwardSummary) -> Group:
     parts = [title, intro, Text(), tokens_title, token_table(s), Text(), tree]
     if s.actual is not None:
         parts.append(_explain(_t("not_last", position=s.focus, token=tok)))
+    parts.append(_explain(_t("more", attribute="tracegpt attribute", heads="tracegpt heads")))
     return Group(*parts)
