@@ -5,9 +5,13 @@ from __future__ import annotations
 import codecs
 import errno
 import os
+import re
 import sys
 
+from rich.cells import cell_len, chop_cells
 from rich.console import Console
+from rich.containers import Lines
+from rich.measure import Measurement
 from rich.text import Text
 
 from ..texts import quoted, visible  # noqa: F401 - how every view writes a token
@@ -104,3 +108,85 @@ def flow(pieces: list[Text], width: int) -> list[Text]:
             line.append(" ")
         line.append_text(piece)
     return lines
+
+
+# --- lines that break inside Chinese, cells that count wide characters as two ---
+
+# Chinese has no spaces between words, and rich breaks lines only at spaces: a sentence would
+# jump whole to the next line. So lines may break between any two CJK characters, but never
+# before closing punctuation (，。）) nor after opening punctuation (（“), as Chinese typesetting wants.
+CJK = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+OPEN = "（《「『“‘"
+CLOSE = "，。：；、）》」』！？”’…"
+UNIT = re.compile(rf"[{OPEN}]*(?:[{CJK}]|[^\s{CJK}]+)[{CLOSE}]*\s*|\s+")
+
+
+def break_offsets(text: str, width: int) -> list[int]:
+    """Where one line of text breaks to fit `width` cells: at spaces, between CJK characters, inside a longer word."""
+    offsets, used = [], 0
+    for m in UNIT.finditer(text):
+        unit, start = m.group(), m.start()
+        cells = cell_len(unit.rstrip())
+        if used and used + cells > width:
+            offsets.append(start)
+            used = 0
+        if cells > width:  # a word longer than a line is folded, as rich does
+            pieces = chop_cells(unit.rstrip(), width)
+            for piece in pieces[:-1]:
+                start += len(piece)
+                offsets.append(start)
+            used = cell_len(pieces[-1]) + len(unit) - len(unit.rstrip())
+        else:
+            used += cell_len(unit)
+    return [o for o in offsets if 0 < o < len(text.rstrip())]
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` cells, broken at spaces or between CJK characters."""
+    lines = []
+    for line in text.split("\n"):
+        ends = [0, *break_offsets(line, width), len(line)]
+        lines += [line[a:b].strip() for a, b in zip(ends, ends[1:])]
+    return lines
+
+
+class Prose(Text):
+    """Text that also breaks between Chinese characters when it wraps (a rich Text breaks only at spaces)."""
+
+    def wrap(self, console, width: int, *, justify=None, overflow=None, tab_size: int = 8, no_wrap=None) -> Lines:
+        if no_wrap or self.no_wrap:
+            return super().wrap(console, width, justify=justify, overflow=overflow, tab_size=tab_size,
+                                no_wrap=no_wrap)
+        lines = Lines()
+        for line in self.split(allow_blank=True):
+            for part in line.divide(break_offsets(line.plain, width)):
+                part.rstrip()
+                lines.append(part)
+        return lines
+
+    def __rich_measure__(self, console, options) -> Measurement:
+        widest = max((cell_len(line) for line in self.plain.splitlines()), default=0)
+        units = [cell_len(u.strip()) for u in UNIT.findall(self.plain)]
+        return Measurement(max(units, default=widest), widest)
+
+
+def prose(text: str, style: str = "") -> Prose:
+    return Prose(text, style=style)
+
+
+def pad(text: str, cells: int, right: bool = False) -> str:
+    """`text` padded with spaces to `cells` terminal cells (str.ljust counts a Chinese character as one)."""
+    spaces = " " * max(0, cells - cell_len(text))
+    return spaces + text if right else text + spaces
+
+
+def cut(text: str, cells: int) -> str:
+    """Cut to `cells` terminal cells with …, counting wide characters as two."""
+    if cell_len(text) <= cells:
+        return text
+    out = ""
+    for ch in text:
+        if cell_len(out + ch) > cells - 1:
+            break
+        out += ch
+    return out + "…"
