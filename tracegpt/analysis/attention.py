@@ -164,6 +164,14 @@ def scale_text(scale: float, d_head: int, layer: int) -> str:
     return f"{scale:.6g}"
 
 
+def score_formula(scale: float, d_head: int, layer: int, qk: str = "Q·K") -> str:
+    """The score as it is computed in this block, in notation every language writes alike: Q·K/√64, Q·K/(√64·3)."""
+    text = scale_text(scale, d_head, layer)
+    if text.startswith("1/"):
+        return f"{qk}/{text[2:]}"
+    return qk if scale == 1.0 else f"{qk}×{text}"
+
+
 def entropy_bits(row) -> float:
     return sum(-w * math.log2(w) for w in row if w > 0)  # starts from +0, so one sure key gives 0.0, not -0.0
 

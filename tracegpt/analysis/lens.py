@@ -40,6 +40,7 @@ class Lens:
     final_text: str
     final_ranks: list[int]  # its rank (1 = top) at each row, for the focus position
     final_probs: list[float]  # its probability at each row, for the focus position
+    tied: bool  # the unembedding is the token embedding again (False: a separate output head)
 
     def layer(self, row: int) -> int | None:
         """The block a row reads after (None for the embedding)."""
@@ -71,4 +72,4 @@ def logit_lens(lm: LoadedModel, trace: Trace, focus: int) -> Lens:
     return Lens(model=trace.model, prompt=trace.prompt, tokens=list(trace.token_texts),
                 token_ids=list(trace.token_ids), stages=rows, probs=probs, top=top, focus=focus,
                 final_id=final_id, final_text=lm.token_text(final_id), final_ranks=ranks.tolist(),
-                final_probs=final_p.tolist())
+                final_probs=final_p.tolist(), tied=lm.config.tie_embeddings)

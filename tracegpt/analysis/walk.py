@@ -20,6 +20,7 @@ from .. import stages
 from ..model import next_token_probs
 from ..texts import quoted, say
 from ..tracer import Trace
+from .attention import score_formula
 from .forward import Guess, next_tokens
 from .numbers import norm as _norm
 from .numbers import std as _std
@@ -35,6 +36,8 @@ class Step:
     sources: dict = field(default_factory=dict)  # placeholder name -> the expression on the trace it comes from
     key: str = ""  # a variant text key, when the step's situation needs other words (one token, ...)
     candidates: list[Guess] = field(default_factory=list)  # the next-token step's top tokens, most likely first
+    extra: tuple[str, ...] = ()  # text keys of sentences added after the text, for what only some models do
+    lists: dict = field(default_factory=dict)  # placeholder -> (text key of one item, [that item's values, ...])
 
     @property
     def text_key(self) -> str:
@@ -101,22 +104,26 @@ def attention_step(trace: Trace, focus: int, layer: int, head: int) -> Step:
     row = trace[stage("attn.weights")][head, focus, : focus + 1].float()
     order = torch.argsort(row, descending=True).tolist()
     first = order[0]
-    numbers = {"layer": layer, "head": head, "n_heads_total": trace.model["n_layer"] * trace.model["n_head"],
-               "d_head": trace.model["d_model"] // trace.model["n_head"], "token": trace.token_texts[focus],
+    m = trace.model
+    d_head = m["d_model"] // m["n_head"]
+    scale = m["attn_scales"][layer]
+    numbers = {"layer": layer, "head": head, "n_heads_total": m["n_layer"] * m["n_head"], "d_head": d_head,
+               "scale": scale, "score_formula": score_formula(scale, d_head, layer), "token": trace.token_texts[focus],
                "source_token": trace.token_texts[first], "source": first, "weight": row[first].item(),
                "score": trace[stage("attn.scores")][head, focus, first].item(),
                "mix_norm": _norm(trace[stage("attn.mix")][head, focus])}
     sources = {"weight": f"{stage('attn.weights')}[{head}, {focus}, {first}]",
                "score": f"{stage('attn.scores')}[{head}, {focus}, {first}]"}
     mix = {"mix_norm": f"‖{stage('attn.mix')}[{head}, {focus}]‖"}
+    extra = ("scale_by_layer",) if len(set(m["attn_scales"])) > 1 else ()
     if len(order) == 1:
-        return Step("attention", numbers, sources | mix, key="attention_one")
+        return Step("attention", numbers, sources | mix, key="attention_one", extra=extra)
     second = order[1]
     numbers.update(second_token=trace.token_texts[second], second=second, weight2=row[second].item(),
                    score2=trace[stage("attn.scores")][head, focus, second].item())
     sources.update(weight2=f"{stage('attn.weights')}[{head}, {focus}, {second}]",
                    score2=f"{stage('attn.scores')}[{head}, {focus}, {second}]")
-    return Step("attention", numbers, sources | mix)
+    return Step("attention", numbers, sources | mix, extra=extra)
 
 
 def heads_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -183,7 +190,14 @@ def residual_step(trace: Trace, focus: int, layer: int) -> Step:
             numbers[f"block_{i}_norm"] = _norm(trace[_stage(i, "resid_out")][focus])
             sources[f"block_{i}_norm"] = f"‖{_stage(i, 'resid_out')}[{focus}]‖"
     sources["end"] = f"‖{_stage(last, 'resid_out')}[{focus}]‖"
-    return Step("residual", numbers, sources)
+    # What each block changed: a block that learned nothing would pass its input through, 0.
+    changes = []
+    for i in range(last + 1):
+        x_in = trace[_stream_in(i)][focus].float()
+        numbers[f"block_{i}_change"] = _norm(trace[_stage(i, "resid_out")][focus].float() - x_in) / max(_norm(x_in),
+                                                                                                         1e-12)
+        changes.append({"layer": i, "ratio": numbers[f"block_{i}_change"]})
+    return Step("residual", numbers, sources, lists={"changes": ("residual_change", changes)})
 
 
 def layernorm_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -213,22 +227,31 @@ def next_token_step(trace: Trace, token_text) -> Step:
                         f"top{rank}_logit": guess.logit})
         sources[f"top{rank}_prob"] = f"softmax(logits[{last}])[{guess.id}]"
         sources[f"top{rank}_logit"] = f"logits[{last}, {guess.id}]"
-    return Step("next_token", numbers, sources, candidates=candidates)
+    key = "" if trace.model["tie_embeddings"] else "next_token_untied"
+    return Step("next_token", numbers, sources, key=key, candidates=candidates)
 
 
 def generation_step(trace: Trace) -> Step:
     m = trace.model
     n = trace.n_tokens
+    more = range(n + 1, m["n_ctx"] + 1)  # the passes that would fill the context, one token each
     numbers = {"n_tokens": n, "n_next": n + 1, "n_layer": m["n_layer"], "d_model": m["d_model"],
-               "kv_numbers": 2 * m["n_layer"] * m["d_model"], "n_ctx": m["n_ctx"]}
+               "kv_numbers": 2 * m["n_layer"] * m["d_model"], "n_ctx": m["n_ctx"], "n_more": len(more),
+               "positions_without": sum(more), "positions_with": len(more)}
     return Step("generation", numbers)
 
 
+def computed_stages(trace: Trace) -> list[str]:
+    """The stages the pass computed, in its order: all but its inputs, the token ids and the causal masks."""
+    return [name for name in trace.names() if stages.kind(name) not in ("tokens", "attn.mask")]
+
+
 def no_hidden_step(trace: Trace) -> Step:
-    names = trace.names()
+    names = computed_stages(trace)
     numbers = {"n_numbers": sum(trace[name].numel() for name in names), "n_stages": len(names),
-               "n_tokens": trace.n_tokens, "n_next": trace.n_tokens + 1}
-    return Step("no_hidden", numbers, {"n_numbers": "Σ numel(trace[*])"})
+               "first_stage": names[0], "last_stage": names[-1], "n_tokens": trace.n_tokens,
+               "n_next": trace.n_tokens + 1}
+    return Step("no_hidden", numbers, {"n_numbers": f"Σ numel(trace[{names[0]} … {names[-1]}])"})
 
 
 def build(trace: Trace, token_text) -> Walk:
@@ -273,7 +296,11 @@ def fill(step: Step, lang: str) -> tuple[str, str]:
     """The step's title and text in a language, with its numbers in place (token texts quoted)."""
     values = {k: quoted(v) if isinstance(v, str) and (k.endswith("token") or k == "prompt") else v
               for k, v in step.numbers.items()}
-    return say("explain", f"{step.id}_title", lang), say("explain", step.text_key, lang, **values)
+    for name, (item, items) in step.lists.items():
+        values[name] = say("explain", "list_sep", lang).join(say("explain", item, lang, **each) for each in items)
+    text = say("explain", "sentence_sep", lang).join(
+        say("explain", key, lang, **values) for key in (step.text_key, *step.extra))
+    return say("explain", f"{step.id}_title", lang), text
 
 
 def narrate(walk: Walk, lang: str = "en") -> Narration:
