@@ -37,7 +37,7 @@ class Step:
     key: str = ""  # a variant text key, when the step's situation needs other words (one token, ...)
     candidates: list[Guess] = field(default_factory=list)  # the next-token step's top tokens, most likely first
     extra: tuple[str, ...] = ()  # text keys of sentences added after the text, for what only some models do
-    lists: dict = field(default_factory=dict)  # placeholder -> (text key of one item, [that item's values, ...])
+    lists: dict = field(default_factory=dict)  # placeholder -> [(text key of one item, its values), ...]
 
     @property
     def text_key(self) -> str:
@@ -82,12 +82,14 @@ def _one(trace: Trace, step_id: str) -> str:
 # --- the steps, in the order of the forward pass ------------------------------------------------
 
 def tokens_step(trace: Trace, focus: int) -> Step:
-    shown = [f"{quoted(t)} {i}" for t, i in zip(trace.token_texts[:LIST_TOKENS], trace.token_ids)]
+    shown = [("token_item", {"token": t, "id": i}) for t, i in zip(trace.token_texts[:LIST_TOKENS], trace.token_ids)]
     more = trace.n_tokens - LIST_TOKENS
+    if more > 0:
+        shown.append(("token_more", {"n": more}))
     numbers = {"prompt": trace.prompt, "n_tokens": trace.n_tokens, "vocab_size": trace.model["vocab_size"],
-               "token_list": ", ".join(shown) + (f", … (+{more})" if more > 0 else ""),
                "token": trace.token_texts[focus], "token_id": trace.token_ids[focus], "position": focus}
-    return Step("tokens", numbers, {"token_id": f"tokens[{focus}]"}, key=_one(trace, "tokens"))
+    return Step("tokens", numbers, {"token_id": f"tokens[{focus}]"}, key=_one(trace, "tokens"),
+                lists={"token_list": shown})
 
 
 def embed_step(trace: Trace, focus: int) -> Step:
@@ -123,7 +125,8 @@ def attention_step(trace: Trace, focus: int, layer: int, head: int) -> Step:
                    score2=trace[stage("attn.scores")][head, focus, second].item())
     sources.update(weight2=f"{stage('attn.weights')}[{head}, {focus}, {second}]",
                    score2=f"{stage('attn.scores')}[{head}, {focus}, {second}]")
-    return Step("attention", numbers, sources | mix, extra=extra)
+    # The runner-up is often the token itself: the texts say "keeps ... on itself" then.
+    return Step("attention", numbers, sources | mix, key="attention_self" if second == focus else "", extra=extra)
 
 
 def heads_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -196,8 +199,8 @@ def residual_step(trace: Trace, focus: int, layer: int) -> Step:
         x_in = trace[_stream_in(i)][focus].float()
         numbers[f"block_{i}_change"] = _norm(trace[_stage(i, "resid_out")][focus].float() - x_in) / max(_norm(x_in),
                                                                                                          1e-12)
-        changes.append({"layer": i, "ratio": numbers[f"block_{i}_change"]})
-    return Step("residual", numbers, sources, lists={"changes": ("residual_change", changes)})
+        changes.append(("residual_change", {"layer": i, "ratio": numbers[f"block_{i}_change"]}))
+    return Step("residual", numbers, sources, lists={"changes": changes})
 
 
 def layernorm_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -251,7 +254,7 @@ def no_hidden_step(trace: Trace) -> Step:
     numbers = {"n_numbers": sum(trace[name].numel() for name in names), "n_stages": len(names),
                "first_stage": names[0], "last_stage": names[-1], "n_tokens": trace.n_tokens,
                "n_next": trace.n_tokens + 1}
-    return Step("no_hidden", numbers, {"n_numbers": f"Σ numel(trace[{names[0]} … {names[-1]}])"})
+    return Step("no_hidden", numbers, {"n_numbers": f"Σ numel({names[0]} … {names[-1]})"})
 
 
 def build(trace: Trace, token_text) -> Walk:
@@ -294,10 +297,14 @@ class Narration:
 
 def fill(step: Step, lang: str) -> tuple[str, str]:
     """The step's title and text in a language, with its numbers in place (token texts quoted)."""
-    values = {k: quoted(v) if isinstance(v, str) and (k.endswith("token") or k == "prompt") else v
-              for k, v in step.numbers.items()}
-    for name, (item, items) in step.lists.items():
-        values[name] = say("explain", "list_sep", lang).join(say("explain", item, lang, **each) for each in items)
+    def shown(numbers: dict) -> dict:
+        return {k: quoted(v) if isinstance(v, str) and (k.endswith("token") or k == "prompt") else v
+                for k, v in numbers.items()}
+
+    values = shown(step.numbers)
+    for name, items in step.lists.items():
+        values[name] = say("explain", "list_sep", lang).join(say("explain", key, lang, **shown(each))
+                                                              for key, each in items)
     text = say("explain", "sentence_sep", lang).join(
         say("explain", key, lang, **values) for key in (step.text_key, *step.extra))
     return say("explain", f"{step.id}_title", lang), text
