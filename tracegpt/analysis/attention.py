@@ -152,6 +152,9 @@ def head_report(trace: Trace, lm, layer: int, head: int, focus: int, cell: tuple
         worked=None if cell is None else worked_cell(trace, layer, head, *cell, scale, text))
 
 
+NO_SCALING = "no scaling"  # what scale_text says of a factor of 1 (the views say it in their language)
+
+
 def scale_text(scale: float, d_head: int, layer: int) -> str:
     """How the factor came about, for the explanation; the number itself always comes from the model."""
     root = math.sqrt(d_head)
@@ -160,7 +163,7 @@ def scale_text(scale: float, d_head: int, layer: int) -> str:
     if math.isclose(scale, 1 / (root * (layer + 1)), rel_tol=1e-6):
         return f"1/(√{d_head}·{layer + 1})"
     if scale == 1.0:
-        return "no scaling"
+        return NO_SCALING
     return f"{scale:.6g}"
 
 
