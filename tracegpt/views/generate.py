@@ -14,7 +14,7 @@ from rich.text import Text
 from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say
-from .common import bar, pct, quoted, weight_style
+from .common import Prose, bar, pct, quoted, weight_style
 
 WIDE = 110  # from this many columns the top-5 candidates fit on the step's own line
 N_TOP = 5
@@ -28,7 +28,7 @@ def _t(key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def is_wide(width: int) -> bool:
@@ -52,13 +52,13 @@ def shorten(text: str, limit: int = 60) -> str:
 def header(run: RunInfo) -> Group:
     """Title and what the run does: the loop, the sampling settings, the cache, the columns."""
     s = run.settings
-    title = Text(_t("title", model=run.model["name"], prompt=quoted(shorten(run.prompt))), style="bold underline")
+    title = Prose(_t("title", model=run.model["name"], prompt=quoted(shorten(run.prompt))), style="bold underline")
     lines = [title, _explain(_t("loop"))]
     if s.is_greedy:
         lines.append(_explain(_t("greedy")))
     else:
-        lines.append(_explain(_t("sampling", temperature=_number(s.temperature), top_k=s.top_k or "off",
-                                 top_p="off" if s.top_p >= 1 else _number(s.top_p), seed=run.seed)))
+        lines.append(_explain(_t("sampling", temperature=_number(s.temperature), top_k=s.top_k or _t("off"),
+                                 top_p=_t("off") if s.top_p >= 1 else _number(s.top_p), seed=run.seed)))
     if run.use_cache:
         lines.append(_explain(_t("cache_on", n=run.n_prompt_tokens)))
     else:
@@ -73,7 +73,7 @@ def header(run: RunInfo) -> Group:
     if run.interventions:
         from .intervene import changes_grid
 
-        lines += [Text(_t("edits"), style="bold"), changes_grid(run.interventions, run.model["n_layer"])]
+        lines += [Prose(_t("edits"), style="bold"), changes_grid(run.interventions, run.model["n_layer"])]
     return Group(*lines, Text())
 
 
@@ -87,16 +87,16 @@ def candidates_width(width: int) -> int:
 def _step_table(width: int, show_header: bool) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, show_header=show_header, header_style="bold",
                   padding=(0, 1))
-    table.add_column("step", justify="right", width=4, no_wrap=True)
-    table.add_column("token", width=TOKEN_WIDTH, no_wrap=True, overflow="ellipsis")
-    table.add_column("prob", justify="right", width=6, no_wrap=True)
+    table.add_column(_t("col_step"), justify="right", width=4, no_wrap=True)
+    table.add_column(_t("col_token"), width=TOKEN_WIDTH, no_wrap=True, overflow="ellipsis")
+    table.add_column(_t("col_prob"), justify="right", width=6, no_wrap=True)
     if is_wide(width):
         # Five candidates take ~65 columns; more would only push the other columns away.
-        table.add_column(f"top {N_TOP} (▸ drawn)", width=candidates_width(width), no_wrap=True, overflow="ellipsis")
-    table.add_column("looks at", width=16, no_wrap=True, overflow="ellipsis")
-    table.add_column("ctx", justify="right", width=4, no_wrap=True)
-    table.add_column("new", justify="right", width=4, no_wrap=True)
-    table.add_column("cache", justify="right", width=5, no_wrap=True)
+        table.add_column(_t("col_top", n=N_TOP), width=candidates_width(width), no_wrap=True, overflow="ellipsis")
+    table.add_column(_t("col_looks_at"), width=16, no_wrap=True, overflow="ellipsis")
+    table.add_column(_t("col_ctx"), justify="right", width=4, no_wrap=True)
+    table.add_column(_t("col_new"), justify="right", width=4, no_wrap=True)
+    table.add_column(_t("col_cache"), justify="right", width=5, no_wrap=True)
     return table
 
 
@@ -142,7 +142,7 @@ def step_row(step: Step, width: int) -> RenderableType:
     if wide:
         cells.append(candidates_line(step, room=candidates_width(width)))
     cells += [looks_at(step), str(step.position), str(step.n_computed),
-              str(step.cache_length) if step.cache_length else "off"]
+              str(step.cache_length) if step.cache_length else _t("off")]
     table.add_row(*cells)
     if wide:
         return table
@@ -159,7 +159,7 @@ def pipeline(step: Step, settings: SamplingSettings) -> Group:
     """logit → /T → top-k cut → top-p cut → renormalised prob, for the step's leading candidates."""
     s = step.sampled
     token = quoted(step.text)
-    title = Text(_t("pipeline_title", step=step.number, token=token), style="bold")
+    title = Prose(_t("pipeline_title", step=step.number, token=token), style="bold")
     if s.greedy:
         return Group(title, _explain(_t("pipeline_greedy", n_vocab=s.n_vocab)), _greedy_table(step), Text())
     lines = [title, _explain(_t("pipeline_temperature", n_vocab=s.n_vocab, temperature=_number(settings.temperature)))]
@@ -180,9 +180,9 @@ def pipeline(step: Step, settings: SamplingSettings) -> Group:
 
 def _pipeline_table() -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1))
-    table.add_column("#", justify="right")
-    table.add_column("token", no_wrap=True, max_width=TOKEN_WIDTH, overflow="ellipsis")
-    table.add_column("logit", justify="right")
+    table.add_column(_t("col_rank"), justify="right")
+    table.add_column(_t("col_token"), no_wrap=True, max_width=TOKEN_WIDTH, overflow="ellipsis")
+    table.add_column(_t("col_logit"), justify="right")
     return table
 
 
@@ -194,13 +194,13 @@ def _token_cell(text: str, chosen: bool) -> Text:
 def _cut(kept: bool, reached: bool = True) -> Text:
     if not reached:
         return Text("·", style="grey50")
-    return Text("kept", style="green") if kept else Text("cut", style="red")
+    return Text(_t("kept"), style="green") if kept else Text(_t("cut"), style="red")
 
 
 def _sampling_table(step: Step) -> Table:
     table = _pipeline_table()
-    for name in ("÷T", "p(T)", "top-k", "top-p", "prob", "slice of [0,1)"):
-        table.add_column(name, justify="right" if name not in ("top-k", "top-p") else "center", no_wrap=True)
+    for key in ("col_scaled", "col_p_t", "col_top_k", "col_top_p", "col_prob", "col_slice"):
+        table.add_column(_t(key), justify="center" if key in ("col_top_k", "col_top_p") else "right", no_wrap=True)
     previous_rank = -1
     for c in step.sampled.candidates:
         rank = c.rank
@@ -220,7 +220,7 @@ def _sampling_table(step: Step) -> Table:
 
 def _greedy_table(step: Step) -> Table:
     table = _pipeline_table()
-    table.add_column("prob", justify="right")
+    table.add_column(_t("col_prob"), justify="right")
     table.add_column("", no_wrap=True)
     best = step.sampled.candidates[0].prob or 1.0
     for c in step.sampled.candidates:
@@ -241,7 +241,7 @@ def pipeline_missing(step: int, n_steps: int) -> Text:
 
 def tinted_text(prompt: str, steps: list[Step], end_of_text: int | None = None) -> Group:
     """The prompt as given, then each generated token tinted by the probability it was drawn with."""
-    text = Text(prompt, style="bold")
+    text = Prose(prompt, style="bold")
     for step in steps:
         if step.token_id == end_of_text:
             text.append(step.text, style="grey50 italic")
@@ -261,22 +261,22 @@ def comparison(c: Comparison) -> Group:
     else:
         verdict = _t("compare_parts", step=c.step, edited=quoted(c.edited_token), plain=quoted(c.plain_token))
     title = _t("compare_title_greedy") if c.seed is None else _t("compare_title", seed=c.seed)
-    text = Text(c.prompt, style="bold").append(c.plain_text.replace("\n", "↵\n"))
-    return Group(_explain(title), text, Text(verdict, style="bold"), Text())
+    text = Prose(c.prompt, style="bold").append(c.plain_text.replace("\n", "↵\n"))
+    return Group(_explain(title), text, Prose(verdict, style="bold"), Text())
 
 
 def summary(done: RunSummary, model: dict, stop_texts: tuple[str, ...] = ()) -> Group:
     """Why it stopped, how fast, and what the cache saved (or would have)."""
     n = done.n_new_tokens
-    lines = [Text(_t(f"stop_{done.stop_reason}", n=n, n_ctx=model["n_ctx"],
-                     stop=" or ".join(quoted(s) for s in stop_texts)), style="bold")]
-    lines.append(Text(_t("speed", n=n, seconds=f"{done.seconds:.3f}", rate=f"{done.tokens_per_s:.1f}",
+    lines = [Prose(_t(f"stop_{done.stop_reason}", n=n, n_ctx=model["n_ctx"],
+                      stop=_t("or").join(quoted(s) for s in stop_texts)), style="bold")]
+    lines.append(Prose(_t("speed", n=n, seconds=f"{done.seconds:.3f}", rate=f"{done.tokens_per_s:.1f}",
                          n_prompt=done.n_prompt_tokens, first=f"{done.first_step_seconds * 1000:.1f}")))
     with_cache, without = done.positions_with_cache, done.positions_without_cache
     ratio = without / with_cache if with_cache else 1.0
     key = "positions" if done.use_cache else "positions_off"
-    lines.append(Text(_t(key, with_cache=f"{with_cache:,}", without=f"{without:,}", ratio=ratio)))
+    lines.append(Prose(_t(key, with_cache=f"{with_cache:,}", without=f"{without:,}", ratio=ratio)))
     key = "cache_bytes" if done.use_cache else "cache_bytes_off"
-    lines.append(Text(_t(key, positions=with_cache, n_layer=model["n_layer"], d_model=model["d_model"],
+    lines.append(Prose(_t(key, positions=with_cache, n_layer=model["n_layer"], d_model=model["d_model"],
                          bytes=f"{done.cache_bytes:,}")))
     return Group(*lines)
