@@ -11,7 +11,7 @@ from tracegpt.texts import LANGUAGES, load
 # What may stay in Latin letters in Chinese: command-line options, and the notation Chinese
 # writing on transformers keeps as is. Single and double letters (Q, K, V, KV, ms) pass anyway.
 OPTION = r"--[a-z]+(?:-[a-z]+)*"
-ZH_KEEPS = ("<|endoftext|>", "attn.mix", "softmax", "logit", "top-k", "top-p", "GPT", "Python")
+ZH_KEEPS = ("<|endoftext|>", "attn.mix", "softmax", "logit", "top-k", "top-p", "GPT", "Python", "log₂")
 
 
 def fields(text: str) -> set[tuple[str, str]]:
