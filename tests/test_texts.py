@@ -84,3 +84,96 @@ def test_every_command_speaks_the_language_asked_for(run_cli, command):
     # Timings change from run to run: the first lines say the same.
     assert run_cli(*command, env={"TRACEGPT_LANG": "zh"}).stdout.splitlines()[:4] == zh.splitlines()[:4]
     assert not re.search(r"[\u4e00-\u9fff]", run_cli(*command, "--lang", "en").stdout.replace("你好", ""))
+
+
+# --- the views as printed, in Chinese: no English sentence, no ordinal of a 0-based index ---
+
+# Every stage name (the views print them in grey), and the expressions explain cites its numbers by.
+ANY_STAGE = r"(?:blocks\.(?:\d+|\*)\.)?(?:(?:attn|mlp|embed)\.[a-z_]+|resid_(?:attn|out)|ln[12])|ln_f|logits|probs|tokens"
+SOURCE_WORDS = ("std ", "numel", ".sum()", "max |", "[~mask]", "mix₂", "mix₃", "mix₁", "mix₀")
+
+ZH_VIEWS = {
+    "trace": ["trace", "I love"],
+    "trace-bytes": ["trace", "你好，世界"],
+    "attn-head": ["attn", "I love you", "--layer", "3", "--head", "2", "--query", "2", "--key", "1"],
+    "attn-scores": ["attn", "I love you", "--layer", "1", "--head", "0", "--scores"],
+    "attn-all": ["attn", "To be, or not to be", "--layer", "all"],
+    "attn-default": ["attn", "--layer", "0", "--head", "0"],
+    "attn-one": ["attn", "I", "--layer", "0"],
+    "generate": ["generate", "I love", "-n", "3", "--seed", "1", "-t", "0.8", "--top-k", "20", "--top-p", "0.9",
+                 "--show-sampling", "2"],
+    "generate-greedy": ["generate", "I love", "-n", "3", "--greedy", "--no-cache", "--show-sampling", "1"],
+    "generate-edited": ["generate", "I love", "-n", "3", "--seed", "1", "--ablate", "0.1", "--compare", "--stop",
+                        "xyzzy", "--head", "1"],
+    "generate-wide": ["generate", "I love", "-n", "2", "--seed", "1", "--width", "140"],
+    "lens": ["lens", "To be, or not to be"],
+    "explain": ["explain", "I love"],
+    "explain-one": ["explain", "I"],
+    "intervene-ablate": ["intervene", "To be, or not to be, that is the", "--ablate", "0.3", "--ablate", "2.mlp=mean",
+                         "--ablate", "1"],
+    "intervene-cut": ["intervene", "O Romeo, Romeo! wherefore art thou", "--cut", "2.2:7>5", "--cut", "1:3>1"],
+    "intervene-patch": ["intervene", "My lord, I love", "--patch", "blocks.1.resid_out", "--from", "My lady, I love"],
+    "intervene-steer": ["intervene", "I love", "--steer", "2", "--toward", " hate", "--away", " love", "--alpha", "4"],
+    "patch": ["patch", "lord is my", "lady is my", "--stage", "resid_out", "--stage", "heads", "--stage", "mlp.out"],
+    "score": ["score", "But soft, what light through yonder window breaks?", "--position", "5"],
+}
+
+
+def _texts_of_run(doc) -> list[str]:
+    """The prompt and token texts a command's JSON holds: what its view may print unquoted."""
+    if isinstance(doc, dict):
+        return [v for k, v in doc.items() if k in ("text", "prompt") and isinstance(v, str)] + \
+            [t for v in doc.values() for t in _texts_of_run(v)]
+    if isinstance(doc, list):
+        return [t for v in doc for t in _texts_of_run(v)]
+    return []
+
+
+def english_in_view(view: str, allowed: set[str], models: tuple[str, ...]) -> list[str]:
+    text = re.sub(r"'[^'\n]*'", " ", view)  # tokens and prompts are quoted in every view
+    for name in models + SOURCE_WORDS:
+        text = text.replace(name, " ")
+    text = re.sub(ANY_STAGE, " ", text)
+    return [word for word in latin_words(text) if word not in allowed]
+
+
+def check_chinese_view(run_cli, args: list[str], models: tuple[str, ...] = ("shakespeare",)) -> str:
+    width = [] if "--width" in args else ["--width", "80"]
+    r = run_cli(*args, "--lang", "zh", *width)
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    as_json = run_cli(*args, "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    docs = [json.loads(line) for line in as_json.stdout.splitlines()]
+    said = " ".join(a for a in args if not a.startswith("-")) + " " + " ".join(_texts_of_run(docs))
+    allowed = set(re.findall(r"[A-Za-z]+", said))
+    assert not english_in_view(r.stdout, allowed, models), (args, english_in_view(r.stdout, allowed, models))
+    assert "第 0" not in r.stdout and "第0" not in r.stdout, args
+    return r.stdout
+
+
+@pytest.mark.parametrize("name", ZH_VIEWS)
+def test_chinese_views_have_no_english_and_no_0th(run_cli, name):
+    check_chinese_view(run_cli, ZH_VIEWS[name])
+
+
+def test_the_view_scan_can_fail():
+    view = "块 0 的头 2：64% 给了 '␣love'@1  attn.mix\nstep  token  prob\n"
+    assert english_in_view(view, set(), ("shakespeare",)) == ["step", "token", "prob"]
+
+
+def test_no_chinese_text_puts_an_ordinal_on_a_0_based_index():
+    # 第 N is an ordinal: only numbers counted from 1 (steps, ranks) may follow it.
+    counted_from_1 = {"step", "rank"}
+    for section, texts in load("zh").items():
+        for key, text in texts.items():
+            for name in re.findall(r"第\s*\{(\w+)", text):
+                assert name in counted_from_1, (section, key, name)
+
+
+def test_one_word_for_block_in_chinese():
+    # 块 for block everywhere; 层 only inside 层归一化 (LayerNorm).
+    for section, texts in load("zh").items():
+        for key, text in texts.items():
+            assert "层" not in text.replace("层归一化", ""), (section, key)
