@@ -89,7 +89,8 @@ def test_every_command_speaks_the_language_asked_for(run_cli, command):
 # --- the views as printed, in Chinese: no English sentence, no ordinal of a 0-based index ---
 
 # Every stage name (the views print them in grey), and the expressions explain cites its numbers by.
-ANY_STAGE = r"(?:blocks\.(?:\d+|\*)\.)?(?:(?:attn|mlp|embed)\.[a-z_]+|resid_(?:attn|out)|ln[12])|ln_f|logits|probs|tokens"
+ANY_STAGE = (r"(?:blocks\.(?:\d+|\*)\.)?(?:(?:attn|mlp|embed)\.[a-z_]+|resid_(?:attn|out)|ln[12])"
+             r"|ln_f|logits|probs|tokens")
 SOURCE_WORDS = ("std ", "numel", ".sum()", "max |", "[~mask]", "mix₂", "mix₃", "mix₁", "mix₀")
 
 ZH_VIEWS = {
@@ -177,3 +178,88 @@ def test_one_word_for_block_in_chinese():
     for section, texts in load("zh").items():
         for key, text in texts.items():
             assert "层" not in text.replace("层归一化", ""), (section, key)
+
+
+# --- what the texts say must be what the model does: an untied output head, a scale by block ---
+
+UNTIED = "2L5H-untied-flags"  # tie_word_embeddings=False, scale_attn_by_inverse_layer_idx=True
+
+
+def _view(run_cli, *args):
+    r = run_cli(*args, "--width", "200")
+    assert r.exit_code == 0, r.stderr
+    return " ".join(r.stdout.split())
+
+
+@pytest.mark.parametrize("lang, untied, tied", [("en", "times the output head", "scored against all"),
+                                                 ("zh", "乘以输出头", "词元嵌入逐一打分")])
+def test_trace_says_which_matrix_gives_the_logits(run_cli, made, lang, untied, tied):
+    own = _view(run_cli, "trace", "I love you", "--model", made[UNTIED][0], "--lang", lang)
+    assert untied in own and tied not in own
+    reused = _view(run_cli, "trace", "I love you", "--model", made["3L3H-tied"][0], "--lang", lang)
+    assert tied in reused and untied not in reused
+
+
+@pytest.mark.parametrize("lang, untied, tied", [("en", "an output head of its own", "same embedding table"),
+                                                 ("zh", "输出头是一个独立的矩阵", "同一张嵌入表")])
+def test_lens_says_whether_the_unembedding_is_the_embedding(run_cli, made, lang, untied, tied):
+    own = _view(run_cli, "lens", "I love you", "--model", made[UNTIED][0], "--lang", lang)
+    assert untied in own and tied not in own and "GPT-2" not in own
+    assert tied in _view(run_cli, "lens", "I love you", "--lang", lang)  # the embedded model ties them
+
+
+@pytest.mark.parametrize("lang, untied, tied", [("en", "multiplied by the output head", "scored against the embedding"),
+                                                 ("zh", "再乘以输出头", "每个词元的嵌入打分")])
+def test_explain_says_which_matrix_gives_the_logits(run_cli, made, lang, untied, tied):
+    def next_token_text(*model):
+        r = run_cli("explain", "I love you", *model, "--lang", lang, "--json")
+        return next(s["text"] for s in r.json()["steps"] if s["id"] == "next_token")
+
+    assert untied in next_token_text("--model", made[UNTIED][0])
+    assert tied not in next_token_text("--model", made[UNTIED][0])
+    assert tied in next_token_text()
+
+
+def test_trace_writes_the_scale_of_the_block_it_explains(run_cli, made):
+    assert "Q·Kᵀ/√64 scores" in _view(run_cli, "trace", "I love")
+    assert "divides each block's scores" not in _view(run_cli, "trace", "I love")
+    for layer, formula in (("0", "Q·Kᵀ/√7 "), ("1", "Q·Kᵀ/(√7·2) ")):
+        own = _view(run_cli, "trace", "I love you", "--model", made[UNTIED][0], "--layers", layer)
+        assert formula + "scores every question" in own
+        assert "also divides each block's scores by the block's number counted from 1" in own
+        zh = _view(run_cli, "trace", "I love you", "--model", made[UNTIED][0], "--layers", layer, "--lang", "zh")
+        assert formula + "拿每个问题" in zh and "再除以块的序号" in zh
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_explain_writes_the_real_scale(made, lang):
+    from tracegpt import loader
+    from tracegpt.analysis import walk
+    from tracegpt.tracer import run_trace
+
+    lm = loader.load(str(made[UNTIED][0]))
+    trace = run_trace(lm, "I love you")
+    focus = trace.n_tokens - 1
+    for layer in range(lm.config.n_layer):
+        step = walk.attention_step(trace, focus, layer, 1)
+        scale = lm.model.h[layer].attn.scale
+        assert step.numbers["scale"] == pytest.approx(1 / (7 ** 0.5 * (layer + 1)))
+        assert scale == pytest.approx(step.numbers["scale"])
+        q = trace[f"blocks.{layer}.attn.q"][1, focus]
+        k = trace[f"blocks.{layer}.attn.k"][1, step.numbers["source"]]
+        assert step.numbers["score"] == pytest.approx((q @ k).item() * scale, abs=1e-5)  # the score cited is q·k × it
+        _, text = walk.fill(step, lang)
+        formula = "Q·K/√7" if layer == 0 else f"Q·K/(√7·{layer + 1})"
+        assert f"= {formula}" in text and f"{scale:.6g}" in text and "√7" in text
+        assert "/√{d_head}" not in text
+    shakespeare = loader.load()
+    embedded = walk.build(run_trace(shakespeare, "I love"), shakespeare.token_text)
+    attention = next(s for s in embedded.steps if s.id == "attention")
+    assert "= Q·K/√64" in walk.fill(attention, lang)[1] and attention.extra == ()
+
+
+@pytest.mark.parametrize("command", [["trace", "I love you"], ["explain", "I love you"], ["lens", "I love you"],
+                                     ["attn", "I love you", "--layer", "1", "--head", "0", "--query", "2",
+                                      "--key", "1"]])
+def test_chinese_views_of_an_untied_checkpoint_have_no_english(run_cli, made, command):
+    check_chinese_view(run_cli, [*command, "--model", str(made[UNTIED][0])], models=(UNTIED,))

@@ -20,7 +20,7 @@ from .. import stages
 from ..model import next_token_probs
 from ..texts import quoted, say
 from ..tracer import Trace
-from .attention import score_formula
+from .attention import scale_text, score_formula
 from .forward import Guess, next_tokens
 from .numbers import norm as _norm
 from .numbers import std as _std
@@ -110,7 +110,8 @@ def attention_step(trace: Trace, focus: int, layer: int, head: int) -> Step:
     d_head = m["d_model"] // m["n_head"]
     scale = m["attn_scales"][layer]
     numbers = {"layer": layer, "head": head, "n_heads_total": m["n_layer"] * m["n_head"], "d_head": d_head,
-               "scale": scale, "score_formula": score_formula(scale, d_head, layer), "token": trace.token_texts[focus],
+               "scale": scale, "scale_text": scale_text(scale, d_head, layer),
+               "score_formula": score_formula(scale, d_head, layer), "token": trace.token_texts[focus],
                "source_token": trace.token_texts[first], "source": first, "weight": row[first].item(),
                "score": trace[stage("attn.scores")][head, focus, first].item(),
                "mix_norm": _norm(trace[stage("attn.mix")][head, focus])}
