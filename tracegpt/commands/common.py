@@ -144,10 +144,14 @@ def save_exports(console, svg: Path | None, html: Path | None, title: str) -> No
     if svg is not None:
         # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops the leading ones
         # and right-aligned numbers drift left. Browsers draw it the same either way.
-        image = console.export_svg(title=title, clear=False)
+        from ..views.common import export_html, export_svg
+
+        image = export_svg(console, title)
         exports.append((svg, image.replace("<svg ", '<svg xml:space="preserve" ', 1)))
     if html is not None:
-        exports.append((html, console.export_html(clear=False)))
+        from ..views.common import export_html
+
+        exports.append((html, export_html(console)))
     for path, text in exports:
         files.write_text(path, text)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import codecs
 import errno
+import html
 import os
 import re
 import sys
 
+from rich._export_format import CONSOLE_HTML_FORMAT, CONSOLE_SVG_FORMAT
 from rich.cells import cell_len, chop_cells
 from rich.console import Console
 from rich.containers import Lines
@@ -169,6 +171,22 @@ class Prose(Text):
         units = [cell_len(u.strip()) for u in UNIT.findall(self.plain)]
         return Measurement(max(units, default=widest), widest)
 
+    def __rich__(self) -> _Drawn:
+        # Console.print joins the Text objects it is given into one plain Text, which would wrap
+        # at spaces only; drawn through this, a Prose printed on its own keeps its line breaks.
+        return _Drawn(self)
+
+
+class _Drawn:
+    def __init__(self, prose: Prose):
+        self.prose = prose
+
+    def __rich_console__(self, console, options):
+        return Text.__rich_console__(self.prose, console, options)
+
+    def __rich_measure__(self, console, options) -> Measurement:
+        return self.prose.__rich_measure__(console, options)
+
 
 def prose(text: str, style: str = "") -> Prose:
     return Prose(text, style=style)
@@ -190,3 +208,54 @@ def cut(text: str, cells: int) -> str:
             break
         out += ch
     return out + "…"
+
+
+# --- SVG and HTML that show Chinese as the terminal did ---
+
+# A terminal gives a Chinese character two cells and every other character one. In the picture a
+# cell is SVG_CELL pixels: the Latin monospace fonts come first (their characters are 0.6 em wide,
+# one cell at rich's 20 px), and each run of wide characters is set at two cells to the em, in a
+# font with CJK glyphs, or the picture would show boxes. So the cells line up even in viewers
+# that ignore textLength (librsvg); the others fit each run to its textLength, counted in cells.
+CJK_FONTS = "'Noto Sans Mono CJK SC', 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', 'PingFang SC'"
+SVG_ASPECT = 0.6  # a cell's width over rich's 20 px character height
+SVG_CELL = 20 * SVG_ASPECT
+_SVG_FORMAT = (CONSOLE_SVG_FORMAT
+               .replace("font-family: Fira Code, monospace",
+                        f"font-family: Fira Code, 'DejaVu Sans Mono', Menlo, Consolas, {CJK_FONTS}, monospace")
+               .replace("font-family: arial;", f"font-family: arial, {CJK_FONTS};")
+               .replace("font-variant-east-asian: full-width;", "font-variant-east-asian: normal;"))
+_HTML_FORMAT = CONSOLE_HTML_FORMAT.replace("'Courier New',monospace", f"'Courier New',{CJK_FONTS},monospace")
+_SVG_TEXT = re.compile(r'(<text [^>]*?textLength=")([0-9.]+)("[^>]*>)(.*?)(</text>)')
+
+
+def _svg_escape(text: str) -> str:
+    return html.escape(text).replace(" ", "&#160;")  # as rich writes a run
+
+
+def _wide_text(m: re.Match) -> str:
+    text = html.unescape(m.group(4))
+    if cell_len(text) == len(text):
+        return m.group(0)
+    runs, run, wide = [], "", False
+    for ch in text:
+        if run and (cell_len(ch) == 2) != wide:
+            runs.append((run, wide))
+            run = ""
+        wide = cell_len(ch) == 2
+        run += ch
+    runs.append((run, wide))
+    content = "".join(f'<tspan style="font-size: {2 * SVG_CELL:g}px">{_svg_escape(r)}</tspan>' if w else _svg_escape(r)
+                      for r, w in runs)
+    return f"{m.group(1)}{SVG_CELL * cell_len(text):g}{m.group(3)}{content}{m.group(5)}"
+
+
+def export_svg(console: Console, title: str) -> str:
+    """The recorded view as SVG, Chinese in CJK fonts, every character as wide as its cells."""
+    svg = console.export_svg(title=title, clear=False, code_format=_SVG_FORMAT, font_aspect_ratio=SVG_ASPECT)
+    return _SVG_TEXT.sub(_wide_text, svg)
+
+
+def export_html(console: Console) -> str:
+    """The recorded view as HTML, with fonts that have CJK glyphs among its monospace fonts."""
+    return console.export_html(clear=False, code_format=_HTML_FORMAT)
