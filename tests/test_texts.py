@@ -174,10 +174,15 @@ def test_no_chinese_text_puts_an_ordinal_on_a_0_based_index():
 
 
 def test_one_word_for_block_in_chinese():
-    # 块 for block everywhere; 层 only inside 层归一化 (LayerNorm).
+    # 块 for block everywhere; 层 only inside 层归一化 (LayerNorm), and where 块 is said to be 「层」.
+    said = []
     for section, texts in load("zh").items():
         for key, text in texts.items():
+            if "「块」就是常说的「层」" in text:
+                said.append((section, key))
+                text = text.replace("「层」", "")
             assert "层" not in text.replace("层归一化", ""), (section, key)
+    assert said == [("trace", "focus"), ("explain", "intro")]
 
 
 # --- what the texts say must be what the model does: an untied output head, a scale by block ---
