@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import unicodedata
 from functools import cache
@@ -42,7 +43,7 @@ def default_language(environ=os.environ) -> str:
     for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = environ.get(variable)
         if value:
-            lang = value.split("_")[0].split(".")[0].lower()
+            lang = re.match(r"[A-Za-z]*", value).group().lower()  # zh_CN.UTF-8 -> zh
             return lang if lang in LANGUAGES else "en"
     return "en"
 
