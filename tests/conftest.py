@@ -7,8 +7,15 @@ import json  # noqa: E402
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from tracegpt import loader  # noqa: E402
+from tracegpt import loader, texts  # noqa: E402
 from tracegpt.cli import app  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def english_after():
+    """--lang sets the language for the process; a test that ran a command in Chinese must not leave it so."""
+    yield
+    texts.use("en")
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,11 @@ class LoadedModel:
 
     def describe(self) -> dict:
         c = self.config
+        # How the model reads out and scales attention, which the explanations must say as it is:
+        # a separate output head (untied) or the token embedding again; each block's factor on q·k.
         return {"name": self.name, "n_layer": c.n_layer, "n_head": c.n_head, "d_model": c.d_model,
-                "n_ctx": c.n_ctx, "vocab_size": c.vocab_size, "n_params": self.model.n_params()}
+                "n_ctx": c.n_ctx, "vocab_size": c.vocab_size, "n_params": self.model.n_params(),
+                "tie_embeddings": c.tie_embeddings, "attn_scales": [float(b.attn.scale) for b in self.model.h]}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -50,7 +50,7 @@ def test_show_sampling_lists_every_kept_row_and_marks_the_cut(run_cli):
     assert sum(c["in_top_k"] and c["in_top_p"] for c in pipeline) == n_kept > 10  # more than the old 10 rows
     view = run_cli("generate", "I love", "-n", "1", "--seed", "7", "-t", "0.8", "--top-k", "20", "--top-p", "0.9",
                    "--show-sampling", "1", "--width", "100").stdout
-    assert f"top-p cuts after row {n_kept}:" in view and "top-k cuts after row 20:" in view
+    assert f"top-p cuts after rank {n_kept}:" in view and "top-k cuts after rank 20:" in view
 
 
 @pytest.mark.parametrize("args, phrase", [(["trace", "I"], "cut into 1 token;"),

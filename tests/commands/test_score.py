@@ -141,7 +141,7 @@ def test_the_view_fits_in_both_languages(run_cli, width, lang):
     r = run_cli("score", LINE, "--position", "5", "--lang", lang, "--width", width)
     assert r.exit_code == 0, r.stderr
     assert max(cell_len(line) for line in r.stdout.splitlines()) <= width
-    assert ("训练眼中的这一步" in r.stdout) == (lang == "zh")
+    assert ("训练时看到的这一步" in r.stdout) == (lang == "zh")
 
 
 BACKGROUND = re.compile(r"\x1b\[[0-9;]*(?<![0-9])(4[0-7]|48|10[0-7])[;m]")

@@ -9,6 +9,7 @@ from rich.console import Console
 from tracegpt.analysis.walk import build, narrate
 from tracegpt.tracer import run_trace
 from tracegpt.views import explain as explain_view
+from tracegpt.views.common import CLOSE
 
 ZH = ("每个编号从一张学出来的表（词元嵌入）中取出一行：256 个数，表示这个词元是什么。"
       "位置就是节点的地址，所以同一个词出现在两个位置时，起点是两个不同的向量。")
@@ -20,7 +21,7 @@ def test_chinese_fills_each_line(width):
     assert "".join(lines).replace(" ", "") == ZH.replace(" ", "")
     assert all(cell_len(line) <= width for line in lines)
     assert all(cell_len(line) >= width - 6 for line in lines[:-1])  # no line left half empty
-    assert not any(line[0] in explain_view.CLOSE for line in lines[1:])
+    assert not any(line[0] in CLOSE for line in lines[1:])
 
 
 def test_english_breaks_only_at_spaces():

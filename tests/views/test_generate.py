@@ -134,7 +134,7 @@ def test_sampling_pipeline_shows_each_cut_and_the_draw():
     rows = [line for line in table if line.strip() and line.strip()[0] in "▸0123456789"]
     assert len(rows) == 8
     cuts = [line for line in table if line.startswith("── top-")]
-    assert cuts == [line for line in table if "cuts after row" in line] and len(cuts) >= 1
+    assert cuts == [line for line in table if "cuts after rank" in line] and len(cuts) >= 1
     assert sum("▸" in r for r in rows) == 1
     assert all("cut" in r for r in rows[5:])  # below the top 5: cut by top-k, top-p not reached
     assert all("·" in r for r in rows[5:])

@@ -167,6 +167,9 @@ def head_report(trace: Trace, lm, layer: int, head: int, focus: int, cell: tuple
         worked=None if cell is None else worked_cell(trace, layer, head, *cell, scale, text))
 
 
+NO_SCALING = "no scaling"  # what scale_text says of a factor of 1 (the views say it in their language)
+
+
 def scale_text(scale: float, d_head: int, layer: int) -> str:
     """How the factor came about, for the explanation; the number itself always comes from the model."""
     root = math.sqrt(d_head)
@@ -175,8 +178,16 @@ def scale_text(scale: float, d_head: int, layer: int) -> str:
     if math.isclose(scale, 1 / (root * (layer + 1)), rel_tol=1e-6):
         return f"1/(√{d_head}·{layer + 1})"
     if scale == 1.0:
-        return "no scaling"
+        return NO_SCALING
     return f"{scale:.6g}"
+
+
+def score_formula(scale: float, d_head: int, layer: int, qk: str = "Q·K") -> str:
+    """The score as it is computed in this block, in notation every language writes alike: Q·K/√64, Q·K/(√64·3)."""
+    text = scale_text(scale, d_head, layer)
+    if text.startswith("1/"):
+        return f"{qk}/{text[2:]}"
+    return qk if scale == 1.0 else f"{qk}×{text}"
 
 
 def entropy_bits(row) -> float:

@@ -16,6 +16,7 @@ import torch
 from .. import stages
 from ..model import next_token_probs
 from ..tracer import Trace
+from .attention import score_formula
 from .numbers import norm, std
 
 TOP_NEURONS = 3
@@ -85,6 +86,8 @@ class BlockSummary:
     top_neurons: list[Neuron]
     mlp_out_norm: float
     resid_out_norm: float
+    change_norm: float  # ‖resid_out − the stream entering‖: all the block changed; 0 for a block that learned nothing
+    change_ratio: float  # that, over ‖the stream entering‖
 
 
 @dataclass
@@ -105,6 +108,9 @@ class ForwardSummary:
     top: list[Guess]
     rest: Rest  # the rest of the vocabulary
     actual: Actual | None  # when the followed position is not the last: what the prompt has next
+    tied: bool  # the logits reuse the token embedding (False: a separate output head)
+    score_formula: str  # the score in the first block shown, as computed: Q·Kᵀ/√64, Q·Kᵀ/(√64·3)
+    scaled_by_layer: bool  # the scale differs from block to block (scale_attn_by_inverse_layer_idx)
 
 
 def actual_next(trace: Trace, position: int, token_text) -> Actual | None:
@@ -144,6 +150,7 @@ def block_summary(trace: Trace, layer: int, focus: int) -> BlockSummary:
     resid_attn, attn_out = at("resid_attn"), at("attn.out")
     stream_in = resid_attn - attn_out  # the stream entering the block, recovered exactly
     weights = trace[stages.block_stage(layer, "attn.weights")][:, focus, :]  # (n_head, T)
+    change = at("resid_out").float() - stream_in.float()  # both updates of the block, added
     act = at("mlp.act").float()
     top = torch.topk(act, min(TOP_NEURONS, act.numel()))
     return BlockSummary(
@@ -151,20 +158,27 @@ def block_summary(trace: Trace, layer: int, focus: int) -> BlockSummary:
         attn_out_norm=norm(attn_out), stream_in_norm=norm(stream_in), resid_attn_norm=norm(resid_attn),
         resid_attn_std=std(resid_attn), ln2_std=std(at("ln2")), d_mlp=act.numel(), n_active=int((act > 0).sum()),
         top_neurons=[Neuron(int(i), v) for v, i in zip(top.values.tolist(), top.indices)],
-        mlp_out_norm=norm(at("mlp.out")), resid_out_norm=norm(at("resid_out")))
+        mlp_out_norm=norm(at("mlp.out")), resid_out_norm=norm(at("resid_out")), change_norm=norm(change),
+        change_ratio=norm(change) / max(norm(stream_in), 1e-12))
 
 
 def forward_summary(trace: Trace, focus: int, top_k: int, token_text,
                     layers: list[int] | None = None) -> ForwardSummary:
     """The followed position through every recorded block (or the chosen `layers`)."""
     n = trace.n_tokens
-    last = stages.block_stage(trace.model["n_layer"] - 1, "resid_out")
+    m = trace.model
+    last = stages.block_stage(m["n_layer"] - 1, "resid_out")
+    layers = layers if layers is not None else trace.layers()
+    scales = m["attn_scales"]
+    first = layers[0] if layers else 0
     return ForwardSummary(
         model=trace.model, prompt=trace.prompt, focus=focus, tokens=list(trace.token_texts),
         token_ids=list(trace.token_ids), token_bytes=list(trace.token_bytes), n_masked=n * (n - 1) // 2,
         embed_token_norm=norm(trace["embed.token"][focus]), embed_position_norm=norm(trace["embed.position"][focus]),
         embed_sum_norm=norm(trace["embed.sum"][focus]),
-        blocks=[block_summary(trace, layer, focus) for layer in (layers if layers is not None else trace.layers())],
+        blocks=[block_summary(trace, layer, focus) for layer in layers],
         last_stream_std=std(trace[last][focus]) if last in trace else None, ln_f_std=std(trace["ln_f"][focus]),
         top=(top := next_tokens(trace, focus, top_k, token_text)), rest=rest_of(top, trace.model["vocab_size"]),
-        actual=actual_next(trace, focus, token_text))
+        actual=actual_next(trace, focus, token_text), tied=m["tie_embeddings"],
+        score_formula=score_formula(scales[first], m["d_model"] // m["n_head"], first, qk="Q·Kᵀ"),
+        scaled_by_layer=len(set(scales)) > 1)

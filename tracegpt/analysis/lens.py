@@ -40,6 +40,7 @@ class Lens:
     final_text: str
     final_ranks: list[int]  # its rank (1 = top) at each row, for the focus position
     final_probs: list[float]  # its probability at each row, for the focus position
+    tied: bool  # the unembedding is the token embedding again (False: a separate output head)
     token_bytes: list[bytes] = field(default_factory=list)
     actual: tuple[str, int, float] | None = None  # inside the prompt: its real next token, its rank and prob at the end
 
@@ -78,4 +79,5 @@ def logit_lens(lm: LoadedModel, trace: Trace, focus: int) -> Lens:
     return Lens(model=trace.model, prompt=trace.prompt, tokens=list(trace.token_texts),
                 token_ids=list(trace.token_ids), stages=rows, probs=probs, top=top, focus=focus,
                 final_id=final_id, final_text=lm.token_text(final_id), final_ranks=ranks.tolist(),
-                final_probs=final_p.tolist(), token_bytes=list(trace.token_bytes), actual=actual)
+                final_probs=final_p.tolist(), tied=lm.config.tie_embeddings, token_bytes=list(trace.token_bytes),
+                actual=actual)

@@ -20,6 +20,7 @@ from .. import stages
 from ..model import next_token_probs
 from ..texts import quoted, say, titled
 from ..tracer import Trace
+from .attention import scale_text, score_formula
 from .forward import Guess, Rest, next_tokens, rest_of
 from .numbers import norm as _norm
 from .numbers import std as _std
@@ -36,6 +37,8 @@ class Step:
     key: str = ""  # a variant text key, when the step's situation needs other words (one token, ...)
     candidates: list[Guess] = field(default_factory=list)  # the next-token step's top tokens, most likely first
     rest: Rest | None = None  # what the candidates leave out
+    extra: tuple[str, ...] = ()  # text keys of sentences added after the text, for what only some models do
+    lists: dict = field(default_factory=dict)  # placeholder -> [(text key of one item, its values), ...]
 
     @property
     def text_key(self) -> str:
@@ -81,12 +84,14 @@ def _one(trace: Trace, step_id: str) -> str:
 # --- the steps, in the order of the forward pass ------------------------------------------------
 
 def tokens_step(trace: Trace, focus: int) -> Step:
-    shown = [f"{quoted(t)} {i}" for t, i in zip(trace.token_texts[:LIST_TOKENS], trace.token_ids)]
+    shown = [("token_item", {"token": t, "id": i}) for t, i in zip(trace.token_texts[:LIST_TOKENS], trace.token_ids)]
     more = trace.n_tokens - LIST_TOKENS
+    if more > 0:
+        shown.append(("token_more", {"n": more}))
     numbers = {"prompt": trace.prompt, "n_tokens": trace.n_tokens, "vocab_size": trace.model["vocab_size"],
-               "token_list": ", ".join(shown) + (f", … (+{more})" if more > 0 else ""),
                "token": trace.token_texts[focus], "token_id": trace.token_ids[focus], "position": focus}
-    return Step("tokens", numbers, {"token_id": f"tokens[{focus}]"}, key=_one(trace, "tokens"))
+    return Step("tokens", numbers, {"token_id": f"tokens[{focus}]"}, key=_one(trace, "tokens"),
+                lists={"token_list": shown})
 
 
 def embed_step(trace: Trace, focus: int) -> Step:
@@ -103,22 +108,28 @@ def attention_step(trace: Trace, focus: int, layer: int, head: int) -> Step:
     row = trace[stage("attn.weights")][head, focus, : focus + 1].float()
     order = torch.argsort(row, descending=True).tolist()
     first = order[0]
-    numbers = {"layer": layer, "head": head, "n_heads_total": trace.model["n_layer"] * trace.model["n_head"],
-               "d_head": trace.model["d_model"] // trace.model["n_head"], "token": trace.token_texts[focus],
+    m = trace.model
+    d_head = m["d_model"] // m["n_head"]
+    scale = m["attn_scales"][layer]
+    numbers = {"layer": layer, "head": head, "n_heads_total": m["n_layer"] * m["n_head"], "d_head": d_head,
+               "scale": scale, "scale_text": scale_text(scale, d_head, layer),
+               "score_formula": score_formula(scale, d_head, layer), "token": trace.token_texts[focus],
                "source_token": trace.token_texts[first], "source": first, "weight": row[first].item(),
                "score": trace[stage("attn.scores")][head, focus, first].item(),
                "mix_norm": _norm(trace[stage("attn.mix")][head, focus])}
     sources = {"weight": f"{stage('attn.weights')}[{head}, {focus}, {first}]",
                "score": f"{stage('attn.scores')}[{head}, {focus}, {first}]"}
     mix = {"mix_norm": f"‖{stage('attn.mix')}[{head}, {focus}]‖"}
+    extra = ("scale_by_layer",) if len(set(m["attn_scales"])) > 1 else ()
     if len(order) == 1:
-        return Step("attention", numbers, sources | mix, key="attention_one")
+        return Step("attention", numbers, sources | mix, key="attention_one", extra=extra)
     second = order[1]
     numbers.update(second_token=trace.token_texts[second], second=second, weight2=row[second].item(),
                    score2=trace[stage("attn.scores")][head, focus, second].item())
     sources.update(weight2=f"{stage('attn.weights')}[{head}, {focus}, {second}]",
                    score2=f"{stage('attn.scores')}[{head}, {focus}, {second}]")
-    return Step("attention", numbers, sources | mix)
+    # The runner-up is often the token itself: the texts say "keeps ... on itself" then.
+    return Step("attention", numbers, sources | mix, key="attention_self" if second == focus else "", extra=extra)
 
 
 def heads_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -185,7 +196,14 @@ def residual_step(trace: Trace, focus: int, layer: int) -> Step:
             numbers[f"block_{i}_norm"] = _norm(trace[_stage(i, "resid_out")][focus])
             sources[f"block_{i}_norm"] = f"‖{_stage(i, 'resid_out')}[{focus}]‖"
     sources["end"] = f"‖{_stage(last, 'resid_out')}[{focus}]‖"
-    return Step("residual", numbers, sources)
+    # What each block changed: a block that learned nothing would pass its input through, 0.
+    changes = []
+    for i in range(last + 1):
+        x_in = trace[_stream_in(i)][focus].float()
+        numbers[f"block_{i}_change"] = _norm(trace[_stage(i, "resid_out")][focus].float() - x_in) / max(_norm(x_in),
+                                                                                                         1e-12)
+        changes.append(("residual_change", {"layer": i, "ratio": numbers[f"block_{i}_change"]}))
+    return Step("residual", numbers, sources, lists={"changes": changes})
 
 
 def layernorm_step(trace: Trace, focus: int, layer: int) -> Step:
@@ -215,22 +233,33 @@ def next_token_step(trace: Trace, token_text) -> Step:
                         f"top{rank}_logit": guess.logit})
         sources[f"top{rank}_prob"] = f"softmax(logits[{last}])[{guess.id}]"
         sources[f"top{rank}_logit"] = f"logits[{last}, {guess.id}]"
-    return Step("next_token", numbers, sources, candidates=candidates, rest=rest_of(candidates, probs.numel()))
+    key = "" if trace.model["tie_embeddings"] else "next_token_untied"
+    return Step("next_token", numbers, sources, key=key, candidates=candidates, rest=rest_of(candidates, probs.numel()))
 
 
 def generation_step(trace: Trace) -> Step:
     m = trace.model
     n = trace.n_tokens
+    more = range(n + 1, m["n_ctx"] + 1)  # the passes that would fill the context, one token each
     numbers = {"n_tokens": n, "n_next": n + 1, "n_layer": m["n_layer"], "d_model": m["d_model"],
-               "kv_numbers": 2 * m["n_layer"] * m["d_model"], "n_ctx": m["n_ctx"]}
+               "kv_numbers": 2 * m["n_layer"] * m["d_model"], "n_ctx": m["n_ctx"], "n_more": len(more),
+               "positions_without": sum(more), "positions_with": len(more)}
     return Step("generation", numbers)
 
 
+def computed_stages(trace: Trace) -> list[str]:
+    """The stages the pass computed, in its order: all but its inputs (the token ids and the causal masks)
+    and the stages recorded only on reading (attn.head_out splits attn.out; it adds no numbers of its own)."""
+    return [name for name in trace.names()
+            if stages.kind(name) not in ("tokens", "attn.mask") and not stages.on_reading_only(name)]
+
+
 def no_hidden_step(trace: Trace) -> Step:
-    names = [name for name in trace.names() if not stages.on_reading_only(name)]  # what the pass computed
+    names = computed_stages(trace)
     numbers = {"n_numbers": sum(trace[name].numel() for name in names), "n_stages": len(names),
-               "n_tokens": trace.n_tokens, "n_next": trace.n_tokens + 1}
-    return Step("no_hidden", numbers, {"n_numbers": "Σ numel(trace[*])"})
+               "first_stage": names[0], "last_stage": names[-1], "n_tokens": trace.n_tokens,
+               "n_next": trace.n_tokens + 1}
+    return Step("no_hidden", numbers, {"n_numbers": f"Σ numel({names[0]} … {names[-1]})"})
 
 
 def build(trace: Trace, token_text) -> Walk:
@@ -275,9 +304,17 @@ class Narration:
 
 def fill(step: Step, lang: str) -> tuple[str, str]:
     """The step's title and text in a language, with its numbers in place (token texts quoted)."""
-    values = {k: quoted(v) if isinstance(v, str) and (k.endswith("token") or k == "prompt") else v
-              for k, v in step.numbers.items()}
-    return say("explain", f"{step.id}_title", lang), say("explain", step.text_key, lang, **values)
+    def shown(numbers: dict) -> dict:
+        return {k: quoted(v) if isinstance(v, str) and (k.endswith("token") or k == "prompt") else v
+                for k, v in numbers.items()}
+
+    values = shown(step.numbers)
+    for name, items in step.lists.items():
+        values[name] = say("explain", "list_sep", lang).join(say("explain", key, lang, **shown(each))
+                                                              for key, each in items)
+    text = say("explain", "sentence_sep", lang).join(
+        say("explain", key, lang, **values) for key in (step.text_key, *step.extra))
+    return say("explain", f"{step.id}_title", lang), text
 
 
 def narrate(walk: Walk, lang: str = "en") -> Narration:

@@ -168,17 +168,17 @@ def check_outputs(as_json: bool, svg: Path | None, html: Path | None) -> None:
 
 def save_exports(console, svg: Path | None, html: Path | None, title: str) -> None:
     # clear=False: the same recording feeds both files when both are asked for.
-    from ..views.palette import DARK
+    from ..views.common import export_html, export_svg
 
     exports = []
     if svg is not None:
         # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops the leading ones
         # and right-aligned numbers drift left. Browsers draw it the same either way. Both exports
         # are drawn in the dark terminal theme the views' colours are chosen for.
-        image = console.export_svg(title=title, clear=False, theme=DARK)
+        image = export_svg(console, title)
         exports.append((svg, image.replace("<svg ", '<svg xml:space="preserve" ', 1)))
     if html is not None:
-        exports.append((html, console.export_html(clear=False, theme=DARK)))
+        exports.append((html, export_html(console)))
     for path, text in exports:
         files.write_text(path, text)
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.attention import (
+    NO_SCALING,
     AttentionReport,
     HeadReport,
     KeyShare,
@@ -27,7 +28,7 @@ from ..analysis.attention import (
     WorkedCell,
 )
 from ..texts import say
-from .common import bar, flow, pct, quoted, visible, weight_style
+from .common import Prose, bar, flow, pct, quoted, visible, weight_style
 from .palette import WEIGHT_BOUNDS, bucket, plain, readable_on, resolve
 
 LABEL_CELLS = 10  # longest token label beside a row before it is cut with …
@@ -53,7 +54,11 @@ def _t(key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
+
+
+def _scale_text(text: str) -> str:
+    return _t("no_scaling") if text == NO_SCALING else text
 
 
 def token_at(report: AttentionReport, position: int) -> str:
@@ -270,7 +275,8 @@ class Heatmap:
         shown_keys = [j for j in window.keys if j is not None]
         if len(window.rows) == n and len(shown_keys) == n:
             return None
-        return _explain(_t("window", rows=spans(window.rows), keys=spans(shown_keys), n=n, last=n - 1))
+        return _explain(_t("window", rows=spans(window.rows, _t("list_sep")), keys=spans(shown_keys, _t("list_sep")),
+                           n=n, last=n - 1))
 
 
 def append_padded(line: Text, text: str, cells: int, style: str | Style, right: bool = True,
@@ -295,7 +301,7 @@ def cut_cells(text: str, cells: int) -> str:
     return out + "…"
 
 
-def spans(positions: list[int]) -> str:
+def spans(positions: list[int], sep: str = ", ") -> str:
     """[0, 5, 6, 7] -> '0, 5..7'"""
     parts, start = [], None
     for a, b in zip(positions, positions[1:] + [None]):
@@ -303,7 +309,7 @@ def spans(positions: list[int]) -> str:
         if b != a + 1:
             parts.append(str(a) if start == a else f"{start}..{a}")
             start = None
-    return ", ".join(parts)
+    return sep.join(parts)
 
 
 # --- one head --------------------------------------------------------------------------------------
@@ -315,8 +321,8 @@ def head_view(report: AttentionReport, head: HeadReport, scores: bool = False) -
     mark = (worked.query, worked.key) if worked else None
     values = head.scores if scores else head.weights
     title = _t("scores_title" if scores else "weights_title", layer=head.layer, head=head.head,
-               scale=f"{head.scale:.6g}", scale_text=head.scale_text)
-    parts = [Text(title, style="bold"),
+               scale=f"{head.scale:.6g}", scale_text=_scale_text(head.scale_text))
+    parts = [Prose(title, style="bold"),
              Heatmap(report.tokens, values, report.mask, report.focus_position, mark, by_score=scores),
              explain_head(report, head, scores)]
     if worked:
@@ -331,11 +337,11 @@ def explain_head(report: AttentionReport, head: HeadReport, scores: bool) -> Tex
                   **{k: pct(v) for k, v in p.shares.items()})
     focus = head.focus
     best = focus.top[0]
-    sentence += " " + _t("explain_focus", token=token_at(report, focus.position),
+    sentence += _t("sentence_sep") + _t("explain_focus", token=token_at(report, focus.position),
                          source=token_at(report, best.position), pct=pct(best.weight),
                          bits=focus.entropy_bits, max_bits=focus.max_entropy_bits)
     if scores:
-        sentence += " " + _t("explain_scores")
+        sentence += _t("sentence_sep") + _t("explain_scores")
     return _explain(sentence)
 
 
@@ -381,7 +387,7 @@ def overview(report: AttentionReport, layer: LayerReport) -> Group:
         tops = [top_key(report, t) for t in head.focus.top]
         tops += [Text("")] * (TOP_KEYS - len(tops))
         table.add_row(str(head.head), *tops, f"{head.focus.entropy_bits:.2f}", pattern_label(head.pattern))
-    title = Text(_t("overview_title", layer=layer.layer, token=token_at(report, focus), max_bits=max_bits),
+    title = Prose(_t("overview_title", layer=layer.layer, token=token_at(report, focus), max_bits=max_bits),
                  style="bold")
     return Group(title, table, _explain(summarise_layer(layer)))
 
@@ -412,9 +418,9 @@ def summarise_layer(layer: LayerReport) -> str:
         groups.setdefault(head.pattern.name, []).append(head.head)
     parts = []
     for name, heads in groups.items():
-        who = _t("head_one" if len(heads) == 1 else "head_many", heads=", ".join(map(str, heads)))
-        parts.append(f"{_t('pattern_' + name)} ({who})")
-    return _t("overview_explain", layer=layer.layer, groups="; ".join(parts))
+        who = _t("head_one" if len(heads) == 1 else "head_many", heads=_t("list_sep").join(map(str, heads)))
+        parts.append(_t("group", pattern=_t("pattern_" + name), heads=who))
+    return _t("overview_explain", layer=layer.layer, groups=_t("group_sep").join(parts))
 
 
 # --- the worked example ----------------------------------------------------------------------------
@@ -440,13 +446,13 @@ def worked_view(report: AttentionReport, w: WorkedCell) -> Group:
         _explain(_t("worked_vectors", q_token=q_tok, k_token=k_tok, d_head=w.d_head, first=first, last=last)),
         numbers_table(w.dims, [(q_name, w.q, ""), (k_name, w.k, ""),
                                   (f"{q_name}×{k_name}", w.products, "yellow")]),
-        Text(_t("worked_dot", q=q_name, k=k_name, d_head=w.d_head, dot=w.dot, shown=w.dot_shown,
+        Prose(_t("worked_dot", q=q_name, k=k_name, d_head=w.d_head, dot=w.dot, shown=w.dot_shown,
                 first=first, last=last, rest=w.dot - w.dot_shown, rest_n=w.d_head - len(w.dims))),
-        Text(_t("worked_scale", scale=f"{w.scale:.6g}", scale_text=w.scale_text, score=w.score,
+        Prose(_t("worked_scale", scale=f"{w.scale:.6g}", scale_text=_scale_text(w.scale_text), score=w.score,
                 row=w.query, col=w.key, recorded=w.recorded_score)),
         _explain(_t("worked_softmax", row=w.query, max=w.row_max, masked=masked_note(w))),
         softmax_table(report, w),
-        Text(_t("worked_weight", exp=w.exp, sum=w.sum_exp, weight=w.weight,
+        Prose(_t("worked_weight", exp=w.exp, sum=w.sum_exp, weight=w.weight,
                 cell=f"{w.recorded_weight:.2f}")),
         _explain(_t("worked_value", v=v_name, k_token=k_tok, q_token=q_tok, head=w.head, last=w.query)),
         numbers_table(w.dims, [(v_name, w.v, ""), (f"{w.recorded_weight:.4f}·{v_name}", w.weighted_v, "yellow")]),
@@ -502,7 +508,7 @@ def pull_table(report: AttentionReport, w: WorkedCell) -> PullTable:
 def masked_note(w: WorkedCell) -> str:
     if not w.masked_keys:
         return _t("worked_no_masked")
-    return _t("worked_masked", keys=spans(w.masked_keys))
+    return _t("worked_masked", keys=spans(w.masked_keys, _t("list_sep")))
 
 
 def softmax_rows(w: WorkedCell) -> tuple[list[SoftmaxTerm], int]:
@@ -551,7 +557,7 @@ def render(report: AttentionReport, scores: bool = False, default_prompt: bool =
     """The view of an attention report: a heatmap per chosen head, or a table per layer for all heads."""
     prompt = quoted(cut_cells(visible(report.prompt), TITLE_PROMPT_CELLS))
     n = len(report.tokens)
-    title = Text(_t("title_one" if n == 1 else "title", model=report.model["name"], prompt=prompt, n=n),
+    title = Prose(_t("title_one" if n == 1 else "title", model=report.model["name"], prompt=prompt, n=n),
                  style="bold underline")
     parts = [title]
     if default_prompt:

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from ..analysis.attribution import Attribution, Neuron, NeuronSplit, Term
 from ..texts import say
-from .common import bar, pct, quoted
+from .common import Prose, bar, pct, quoted
 from .grid import Grid, Legend, signed
 
 TOP_PARTS = 7  # parts listed each way
@@ -22,7 +22,7 @@ def _t(text_key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def part_label(term: Term) -> str:
@@ -56,7 +56,7 @@ def parts_table(a: Attribution) -> Group:
                       Text(f"{sum(t.value for t in rest):+.3f}", style="grey50"), "")
     for t in down:
         table.add_row(part_label(t), Text(f"{t.value:+.3f}", style=DOWN), share_bar(t.value, biggest))
-    return Group(Text(_t("table_title", n=len(a.terms)), style="bold"), table)
+    return Group(Prose(_t("table_title", n=len(a.terms)), style="bold"), table)
 
 
 def heads_grid(a: Attribution) -> Group:
@@ -65,21 +65,21 @@ def heads_grid(a: Attribution) -> Group:
     scale = signed(limit)
     rows = [_t("row_block", layer=layer) for layer in range(len(grid))]
     cols = [str(h) for h in range(len(grid[0]) if grid else 0)]
-    return Group(Text(_t("heads_title"), style="bold"),
+    return Group(Prose(_t("heads_title"), style="bold"),
                  Grid(rows, cols, grid, scale, corner=_t("corner"), number="{:+.2f}"), Legend(scale, _t("legend")))
 
 
 def sums(a: Attribution) -> Text:
-    return Text(_t("sums_vs" if a.vs is not None else "sums", n=len(a.terms), total=a.total, logit=a.logit,
+    return Prose(_t("sums_vs" if a.vs is not None else "sums", n=len(a.terms), total=a.total, logit=a.logit,
                    diff=abs(a.total - a.logit)))
 
 
 def target_line(a: Attribution) -> Text:
     focus = f"{quoted(a.tokens[a.position])}@{a.position}"
     if a.vs is None:
-        return Text(_t("target", token=quoted(a.target_text), focus=focus, logit=a.target_logit, prob=pct(a.prob),
+        return Prose(_t("target", token=quoted(a.target_text), focus=focus, logit=a.target_logit, prob=pct(a.prob),
                        rank=a.rank, vocab=a.model["vocab_size"]))
-    return Text(_t("target_vs", token=quoted(a.target_text), focus=focus, logit=a.target_logit, prob=pct(a.prob),
+    return Prose(_t("target_vs", token=quoted(a.target_text), focus=focus, logit=a.target_logit, prob=pct(a.prob),
                    rank=a.rank, vs=quoted(a.vs_text), vs_logit=a.vs_logit, vs_prob=pct(a.vs_prob), vs_rank=a.vs_rank,
                    diff=a.logit))
 
@@ -104,8 +104,8 @@ def neurons_view(split: NeuronSplit) -> Group:
             table.add_row(Text(label, style="grey50"), "", "", "", "")
             neuron_rows(table, group, biggest)
     neurons = sum(n.value for n in split.neurons)
-    return Group(Text(_t("neurons_title", layer=split.layer, mlp=split.mlp, n=len(split.neurons)), style="bold"),
-                 table, Text(_t("neurons_sum", n=len(split.neurons), neurons=neurons, bias=split.bias,
+    return Group(Prose(_t("neurons_title", layer=split.layer, mlp=split.mlp, n=len(split.neurons)), style="bold"),
+                 table, Prose(_t("neurons_sum", n=len(split.neurons), neurons=neurons, bias=split.bias,
                                 total=split.total, mlp=split.mlp)))
 
 

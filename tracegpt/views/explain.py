@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
-from rich.cells import cell_len
 from rich.console import Group
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from ..analysis.walk import NarratedStep, Narration
-from .common import bar, other_tokens, quoted, weight_style
+from .common import bar, other_tokens, quoted, weight_style, wrap
 
 INDENT = 4  # paragraphs and numbers sit under their heading's text, past the step number ("10. ")
 GUIDE = "grey50"
 CANDIDATE_NAMES = {f"top{rank}_{what}" for rank in range(1, 11) for what in ("prob", "logit")}
-
-
-# Chinese has no spaces between words, and rich breaks lines only at spaces: a sentence would
-# jump whole to the next line. So lines may break between any two CJK characters, but never
-# before closing punctuation (，。）) nor after opening punctuation (（“), as Chinese typesetting wants.
-CJK = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
-OPEN = "（《「『“‘"
-CLOSE = "，。：；、）》」』！？”’…"
-UNIT = re.compile(rf"[{OPEN}]*(?:[{CJK}]|[^\s{CJK}]+)[{CLOSE}]*\s*|\s+")
-
-
-def wrap(text: str, width: int) -> list[str]:
-    """Lines of at most `width` cells, broken at spaces or between CJK characters."""
-    lines, line = [], ""
-    for unit in UNIT.findall(text):
-        if line and cell_len(line + unit.rstrip()) > width:
-            lines.append(line.rstrip())
-            line = ""
-        line += unit.lstrip() if not line else unit
-    lines.append(line.rstrip())
-    return lines
 
 
 def paragraph(text: str, width: int, style: str = "") -> Text:

@@ -17,7 +17,7 @@ from ..analysis.forward import Rest
 from ..generation import Comparison, RunInfo, RunSummary, Step
 from ..sampling import SamplingSettings
 from ..texts import say, titled
-from .common import Title, bar, other_tokens, pct, quoted, visible, weight_style
+from .common import Prose, Title, bar, other_tokens, pct, quoted, visible, weight_style
 
 WIDE = 110  # from this many columns the top-5 candidates fit on the step's own line
 N_TOP = 5
@@ -30,7 +30,7 @@ def _t(key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def is_wide(width: int) -> bool:
@@ -53,8 +53,8 @@ def header(run: RunInfo) -> Group:
     if s.is_greedy:
         lines.append(_explain(_t("greedy")))
     else:
-        lines.append(_explain(_t("sampling", temperature=_number(s.temperature), top_k=s.top_k or "off",
-                                 top_p="off" if s.top_p >= 1 else _number(s.top_p), seed=run.seed)))
+        lines.append(_explain(_t("sampling", temperature=_number(s.temperature), top_k=s.top_k or _t("off"),
+                                 top_p=_t("off") if s.top_p >= 1 else _number(s.top_p), seed=run.seed)))
     if run.use_cache:
         lines.append(_explain(_t("cache_on", n=run.n_prompt_tokens)))
     else:
@@ -70,7 +70,7 @@ def header(run: RunInfo) -> Group:
     if run.interventions:
         from .intervene import changes_grid
 
-        lines += [Text(_t("edits"), style="bold"), changes_grid(run.interventions, run.model["n_layer"])]
+        lines += [Prose(_t("edits"), style="bold"), changes_grid(run.interventions, run.model["n_layer"])]
     return Group(*lines, Text())
 
 
@@ -138,7 +138,7 @@ class StepTable:
         cells.append(looks_at(step))
         if self.wide:
             cells.append(candidates_line(step, room=self.candidates))
-        cells += [str(step.position), str(step.n_computed), str(step.cache_length) if step.cache_length else "off"]
+        cells += [str(step.position), str(step.n_computed), str(step.cache_length) if step.cache_length else _t("off")]
         table.add_row(*cells)
         if self.wide:
             return table
@@ -223,7 +223,7 @@ def pipeline(step: Step, settings: SamplingSettings) -> Group:
     """logit → /T → top-k cut → top-p cut → renormalised prob, for the step's leading candidates."""
     s = step.sampled
     token = quoted(step.text)
-    title = Text(_t("pipeline_title", step=step.number, token=token), style="bold")
+    title = Prose(_t("pipeline_title", step=step.number, token=token), style="bold")
     if s.greedy:
         rest = Rest(*s.rest(s.candidates))
         return Group(title, _explain(_t("pipeline_greedy", n_vocab=s.n_vocab)), _greedy_table(step),
@@ -248,9 +248,9 @@ def _pipeline_table(lines: bool = False) -> Table:
     # With `lines`, a rule under the header and wherever a cut falls (rows marked end_section).
     table = Table(box=box.HORIZONTALS if lines else None, show_edge=False, pad_edge=False, header_style="bold",
                   padding=(0, 1 if not lines else 0))
-    table.add_column("#", justify="right")
-    table.add_column("token", no_wrap=True, max_width=TOKEN_WIDTH, overflow="ellipsis")
-    table.add_column("logit", justify="right")
+    table.add_column(_t("col_rank"), justify="right")
+    table.add_column(_t("col_token"), no_wrap=True, max_width=TOKEN_WIDTH, overflow="ellipsis")
+    table.add_column(_t("col_logit"), justify="right")
     return table
 
 
@@ -262,23 +262,23 @@ def _token_cell(text: str, chosen: bool) -> Text:
 def _cut(kept: bool, reached: bool = True) -> Text:
     if not reached:
         return Text("·", style="grey50")
-    return Text("kept", style="green") if kept else Text("cut", style="bright_red")
+    return Text(_t("kept"), style="green") if kept else Text(_t("cut"), style="bright_red")
 
 
 def _sampling_table(step: Step) -> Group:
     """Every kept row (up to sampling.MAX_LISTED), a line where each cut falls, and what the cut rows hold."""
     s = step.sampled
     table = _pipeline_table(lines=True)
-    for name in ("÷T", "p(T)", "top-k", "top-p", "prob", "slice of [0,1)"):
-        table.add_column(name, justify="right" if name not in ("top-k", "top-p") else "center", no_wrap=True)
+    for key in ("col_scaled", "col_p_t", "col_top_k", "col_top_p", "col_prob", "col_slice"):
+        table.add_column(_t(key), justify="center" if key in ("col_top_k", "col_top_p") else "right", no_wrap=True)
     cuts = {}  # the rank of the first row each cut removes -> what the rows from there on hold
     if s.n_top_p < s.n_top_k:
         n = s.n_top_k - s.n_top_p
-        cuts[s.n_top_p] = _t("cut_top_p", row=s.n_top_p, n=n, n_text=f"{n:,}",
+        cuts[s.n_top_p] = _t("cut_top_p", rank=s.n_top_p, n=n, n_text=f"{n:,}",
                              pct=pct(s.mass_top_k * (1 - s.mass_top_p)))
     if s.n_top_k < s.n_vocab:
         n = s.n_vocab - s.n_top_k
-        cuts[s.n_top_k] = _t("cut_top_k", row=s.n_top_k, n=n, n_text=f"{n:,}", pct=pct(1 - s.mass_top_k))
+        cuts[s.n_top_k] = _t("cut_top_k", rank=s.n_top_k, n=n, n_text=f"{n:,}", pct=pct(1 - s.mass_top_k))
     listed_kept = sum(1 for c in s.candidates if c.in_top_p and c.in_top_k)
     notes = [Text("── " + cuts[rank], style="bright_red") for rank in sorted(cuts)]
     if listed_kept < s.n_top_p:
@@ -302,7 +302,7 @@ def _sampling_table(step: Step) -> Group:
 
 def _greedy_table(step: Step) -> Table:
     table = _pipeline_table()
-    table.add_column("prob", justify="right")
+    table.add_column(_t("col_prob"), justify="right")
     table.add_column("", no_wrap=True)
     best = step.sampled.candidates[0].prob or 1.0
     for c in step.sampled.candidates:
@@ -323,7 +323,7 @@ def pipeline_missing(step: int, n_steps: int) -> Text:
 
 def tinted_text(prompt: str, steps: list[Step], end_of_text: int | None = None) -> Group:
     """The prompt as given, then each generated token tinted by the probability it was drawn with."""
-    text = Text(prompt, style="bold")
+    text = Prose(prompt, style="bold")
     for step in steps:
         if step.token_id == end_of_text:
             text.append(step.text, style="grey50 italic")
@@ -343,22 +343,22 @@ def comparison(c: Comparison) -> Group:
     else:
         verdict = _t("compare_parts", step=c.step, edited=quoted(c.edited_token), plain=quoted(c.plain_token))
     title = _t("compare_title_greedy") if c.seed is None else _t("compare_title", seed=c.seed)
-    text = Text(c.prompt, style="bold").append(c.plain_text.replace("\n", "↵\n"))
-    return Group(_explain(title), text, Text(verdict, style="bold"), Text())
+    text = Prose(c.prompt, style="bold").append(c.plain_text.replace("\n", "↵\n"))
+    return Group(_explain(title), text, Prose(verdict, style="bold"), Text())
 
 
 def summary(done: RunSummary, model: dict, stop_texts: tuple[str, ...] = ()) -> Group:
     """Why it stopped, how fast, and what the cache saved (or would have)."""
     n = done.n_new_tokens
-    lines = [Text(_t(f"stop_{done.stop_reason}", n=n, n_ctx=model["n_ctx"],
-                     stop=" or ".join(quoted(s) for s in stop_texts)), style="bold")]
-    lines.append(Text(_t("speed", n=n, seconds=f"{done.seconds:.3f}", rate=f"{done.tokens_per_s:.1f}",
+    lines = [Prose(_t(f"stop_{done.stop_reason}", n=n, n_ctx=model["n_ctx"],
+                      stop=_t("or").join(quoted(s) for s in stop_texts)), style="bold")]
+    lines.append(Prose(_t("speed", n=n, seconds=f"{done.seconds:.3f}", rate=f"{done.tokens_per_s:.1f}",
                          n_prompt=done.n_prompt_tokens, first=f"{done.first_step_seconds * 1000:.1f}")))
     with_cache, without = done.positions_with_cache, done.positions_without_cache
     ratio = without / with_cache if with_cache else 1.0
     key = "positions" if done.use_cache else "positions_off"
-    lines.append(Text(_t(key, with_cache=f"{with_cache:,}", without=f"{without:,}", ratio=ratio)))
+    lines.append(Prose(_t(key, with_cache=f"{with_cache:,}", without=f"{without:,}", ratio=ratio)))
     key = "cache_bytes" if done.use_cache else "cache_bytes_off"
-    lines.append(Text(_t(key, positions=with_cache, n_layer=model["n_layer"], d_model=model["d_model"],
+    lines.append(Prose(_t(key, positions=with_cache, n_layer=model["n_layer"], d_model=model["d_model"],
                          bytes=f"{done.cache_bytes:,}")))
     return Group(*lines)

@@ -18,7 +18,7 @@ from rich.measure import Measurement
 from rich.text import Text
 
 from ..texts import say
-from .common import flow, visible
+from .common import Prose, cut, flow, pad, visible
 from .palette import plain
 
 
@@ -87,17 +87,6 @@ class Legend:
         yield from flow(pieces, options.max_width)
 
 
-def _cut(text: str, cells: int) -> str:
-    if cell_len(text) <= cells:
-        return text
-    out = ""
-    for ch in text:
-        if cell_len(out + ch) > cells - 1:
-            break
-        out += ch
-    return out + "…"
-
-
 class Grid:
     def __init__(self, rows: list[str], cols: list[str], values: list[list[float | None]], scale: Scale,
                  corner: str = "", number: str = "{:.2f}", marks: set[tuple[int, int]] | None = None,
@@ -137,13 +126,13 @@ class Grid:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cols, cell = self.columns(options.max_width)
-        header = Text(self.corner.ljust(self.label), style="grey50")
+        header = Text(pad(self.corner, self.label), style="grey50")
         for j in cols:
-            header.append(("…" if j is None else _cut(self.cols[j], cell - 1)).rjust(cell - 1) + " ",
+            header.append(pad("…" if j is None else cut(self.cols[j], cell - 1), cell - 1, right=True) + " ",
                           style="grey50" if j is None else "cyan")
         yield header
         for i, label in enumerate(self.rows):
-            line = Text(label.ljust(self.label), style="bold")
+            line = Text(pad(label, self.label), style="bold")
             for j in cols:
                 if j is None:
                     line.append("…".rjust(cell - 1) + " ", style="grey50")
@@ -158,4 +147,4 @@ class Grid:
             yield line
         if None in cols:
             hidden = [j for j in range(len(self.cols)) if j not in cols]
-            yield Text(say("grid", "hidden", first=hidden[0], last=hidden[-1], n=len(hidden)), style="grey50")
+            yield Prose(say("grid", "hidden", first=hidden[0], last=hidden[-1], n=len(hidden)), style="grey50")

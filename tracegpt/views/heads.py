@@ -8,7 +8,7 @@ from rich.text import Text
 
 from ..analysis.heads import CHECK_TOP, MAX_CHECKS, ROLE_SHARE, HeadMap, HeadScore
 from ..texts import say
-from .common import pct, quoted
+from .common import Prose, pct, quoted
 from .grid import Grid, Legend, Scale
 
 LIST_ALL = 48  # a model with at most this many heads gets a table row for each; a bigger one, for its notable heads
@@ -21,7 +21,7 @@ def _t(text_key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def score(x: float | None) -> str:
@@ -50,7 +50,7 @@ def role_grid(m: HeadMap) -> Group:
     values = [[float(ROLE_CODES.index(m.head(layer, h).role)) for h in range(n_head)] for layer in range(n_layer)]
     labels = [[cell(m.head(layer, h)) for h in range(n_head)] for layer in range(n_layer)]
     scale = role_scale()
-    return Group(Text(_t("grid_title", share=pct(ROLE_SHARE)), style="bold"),
+    return Group(Prose(_t("grid_title", share=pct(ROLE_SHARE)), style="bold"),
                  Grid([_t("row_block", layer=layer) for layer in range(n_layer)], [str(h) for h in range(n_head)],
                       values, scale, corner=_t("corner"), labels=labels),
                  Legend(scale, _t("legend")))
@@ -94,23 +94,23 @@ def heads_table(m: HeadMap) -> Group:
         table.add_row(*row)
     parts = [table]
     if len(rows) < len(m.heads):
-        parts.append(Text(_t("not_listed", n=len(m.heads) - len(rows)), style="grey50"))
+        parts.append(Prose(_t("not_listed", n=len(m.heads) - len(rows)), style="grey50"))
     return Group(*parts)
 
 
 def intro(m: HeadMap) -> list[Text]:
     if m.source == "probe":
         out = [_explain(_t("probe", n_probes=m.n_probes, start=quoted(m.start_text), half=m.half, seed=m.seed))]
-        out.append(Text(_t("loss", other=m.loss_other, repeated=m.loss_repeated, chance=m.chance_loss)))
+        out.append(Prose(_t("loss", other=m.loss_other, repeated=m.loss_repeated, chance=m.chance_loss)))
         gain = m.loss_other - m.loss_repeated
-        out.append(Text(_t("copies", gain=gain) if gain > 0 else _t("no_copy")))
+        out.append(Prose(_t("copies", gain=gain) if gain > 0 else _t("no_copy")))
         if min(m.loss_other, m.loss_repeated) > m.chance_loss:
             out.append(_explain(_t("above_chance")))
         return out
     if m.loss_repeated is None:
         return [_explain(_t("no_repeats"))]
     return [_explain(_t("prompt_intro", n=m.n_tokens, n_repeated=m.n_repeated)),
-            Text(_t("loss_prompt", repeated=m.loss_repeated, other=m.loss_other, chance=m.chance_loss))]
+            Prose(_t("loss_prompt", repeated=m.loss_repeated, other=m.loss_other, chance=m.chance_loss))]
 
 
 def checked_note(m: HeadMap) -> Text | None:
@@ -130,7 +130,7 @@ def verdict(m: HeadMap) -> Text | None:
     if top is None:
         return None
     if top.loss_ablated is None:
-        return Text(_t("verdict_unchecked", head=top.name, score=score(top.induction)))
+        return Prose(_t("verdict_unchecked", head=top.name, score=score(top.induction)))
     values = dict(head=top.name, score=score(top.induction), intact=m.loss_repeated, ablated=top.loss_ablated,
                   delta=top.loss_ablated - m.loss_repeated)
     suffix = "" if m.source == "probe" else "_prompt"
@@ -139,8 +139,8 @@ def verdict(m: HeadMap) -> Text | None:
     else:
         values["delta_other"] = top.loss_ablated_other - m.loss_other
     if top.induction >= ROLE_SHARE:
-        return Text(_t("verdict_induction" + suffix, **values), style="bold")
-    return Text(_t("verdict_weak" + suffix, share=pct(ROLE_SHARE), **values), style="bold")
+        return Prose(_t("verdict_induction" + suffix, **values), style="bold")
+    return Prose(_t("verdict_weak" + suffix, share=pct(ROLE_SHARE), **values), style="bold")
 
 
 def render(m: HeadMap) -> Group:

@@ -9,7 +9,7 @@ from rich.text import Text
 from ..analysis.forward import Rest
 from ..analysis.interventions import Candidate, Done, InterventionResult, RowChange
 from ..texts import say, titled
-from .common import Title, pct, quoted, weight_style
+from .common import Prose, Title, pct, quoted, weight_style
 
 UP, DOWN = "green", "bright_red"
 
@@ -19,7 +19,7 @@ def _t(text_key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def sentence(done: Done, n_layer: int) -> str:
@@ -50,7 +50,7 @@ def changes_grid(done: list[Done], n_layer: int) -> Table:
     items.add_column(no_wrap=True)
     items.add_column()
     for d in done:
-        spec = Text(f"--{d.kind} {d.text}", style="bold cyan")
+        spec = Prose(f"--{d.kind} {d.text}", style="bold cyan")
         items.add_row("•", spec.append("  " + sentence(d, n_layer), style=""))
     return items
 
@@ -86,9 +86,9 @@ def verdict(result: InterventionResult) -> Group:
     before = min(result.rows, key=lambda r: r.rank_before)
     after = min(result.rows, key=lambda r: r.rank_after)
     if result.top_changed:
-        top = Text(_t("top_changed", before=quoted(before.text), after=quoted(after.text)), style="bold")
+        top = Prose(_t("top_changed", before=quoted(before.text), after=quoted(after.text)), style="bold")
     else:
-        top = Text(_t("top_same", token=quoted(before.text), before=pct(before.prob_before),
+        top = Prose(_t("top_same", token=quoted(before.text), before=pct(before.prob_before),
                       after=pct(before.prob_after)), style="bold")
     return Group(top, _explain(_t("kl", kl=result.kl_bits)))
 
@@ -101,8 +101,8 @@ def cut_row(result: InterventionResult, row: RowChange) -> Group:
     table.add_column(_t("col_after"), justify="right")
     for key, (b, a) in enumerate(zip(row.before, row.after)):
         table.add_row(str(key), quoted(result.tokens[key]), Text(pct(b), style=weight_style(b)),
-                      Text(pct(a) if a > 0 else "cut", style=weight_style(a) if a > 0 else DOWN))
-    return Group(Text(_t("row_title", layer=row.layer, head=row.head, query=row.query), style="bold"), table)
+                      Text(pct(a) if a > 0 else _t("cut"), style=weight_style(a) if a > 0 else DOWN))
+    return Group(Prose(_t("row_title", layer=row.layer, head=row.head, query=row.query), style="bold"), table)
 
 
 def render(result: InterventionResult) -> Group:
@@ -110,7 +110,7 @@ def render(result: InterventionResult) -> Group:
     parts = [Title(lambda cells: _t("title", model=result.model["name"],
                                     prompt=titled(result.prompt, len(result.tokens), cells))),
              _explain(_t("intro")), Text(), changes(result), Text(),
-             Text(_t("table_title", token=token, position=result.position), style="bold"),
+             Prose(_t("table_title", token=token, position=result.position), style="bold"),
              next_token_table(result.rows, result.rest_before, result.rest_after), Text(), verdict(result)]
     for row in result.cut_rows:
         parts += [Text(), cut_row(result, row)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ..analysis.lens import Lens
 from ..texts import say, titled
-from .common import Title, bar, flow, pct, quoted
+from .common import Prose, Title, bar, cut, flow, pct, quoted
 from .palette import heat_style
 
 CELL = 11  # a cell's width: a short token and its percentage
@@ -37,8 +38,9 @@ def legend(width: int) -> list[Text]:
 
 
 def _short(text: str, width: int) -> str:
+    """A quoted token within `width` cells (a Chinese character takes two)."""
     shown = quoted(text)
-    return shown if len(shown) <= width else shown[: width - 2] + "…'"
+    return shown if cell_len(shown) <= width else cut(shown[:-1], width - 1) + "'"
 
 
 def visible_positions(n_tokens: int, focus: int, width: int) -> range:
@@ -85,26 +87,27 @@ def summary(lens: Lens) -> Text:
     final = quoted(lens.final_text)
     first = lens.first_top_row
     if first is None:
-        return Text(_t("never_top", token=final), style="italic grey70")
+        return Prose(_t("never_top", token=final), style="italic grey70")
     worst = max(lens.final_ranks[:first]) if first else 1
-    return Text(_t("first_top", token=final, row=row_label(first), rank=worst), style="italic grey70")
+    return Prose(_t("first_top", token=final, row=row_label(first), rank=worst), style="italic grey70")
 
 
 def render(lens: Lens, width: int) -> Group:
     positions = visible_positions(len(lens.tokens), lens.focus, width)
     focus = lens.focus
+    intro = _t("intro" if lens.tied else "intro_untied", model=lens.model["name"])
     parts = [Title(lambda cells: _t("title", prompt=titled(lens.prompt, len(lens.tokens), cells),
                                     model=lens.model["name"])),
-             Text(_t("intro"), style="italic grey70"), Text()]
+             Prose(intro, style="italic grey70"), Text()]
     if positions.start > 0:
-        parts.append(Text(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
+        parts.append(Prose(_t("window", first=positions.start, last=positions.stop - 1, hidden=positions.start),
                           style="grey50"))
     parts += [grid(lens, positions), *legend(width), Text(),
-              Text(_t("focus_title", token=quoted(lens.final_text), position=focus,
+              Prose(_t("focus_title", token=quoted(lens.final_text), position=focus,
                       focus_token=quoted(lens.tokens[focus])), style="bold"),
               focus_table(lens), summary(lens)]
     if lens.actual is not None:
         text, rank, p = lens.actual
-        parts.append(Text(_t("actual", position=focus, token=quoted(text), rank=f"{rank:,}", pct=pct(p)),
-                          style="italic grey70"))
+        parts.append(Prose(_t("actual", position=focus, token=quoted(text), rank=f"{rank:,}", pct=pct(p)),
+                           style="italic grey70"))
     return Group(*parts)

@@ -30,7 +30,7 @@ TINTS = {
 FIRING = ("⟦", "⟧")
 
 
-def _t(key: str, lang: str = "en", **values) -> str:
+def _t(key: str, lang: str | None = None, **values) -> str:
     return say("neuron", key, lang, **values)
 
 
@@ -145,7 +145,7 @@ def distribution_line(d: Distribution, width: int, lang: str) -> Text:
                     p99=q[0.99], p999=q[0.999], max=r2(d.maximum)), width)
 
 
-def corpus_words(corpus: dict, model: str, lang: str = "en") -> str:
+def corpus_words(corpus: dict, model: str, lang: str | None = None) -> str:
     """What an index scanned, in words: the model's training text, or a text file."""
     if corpus.get("kind") == "training":
         return _t("corpus_training", lang, model=model, works=corpus.get("works", "?"))
@@ -203,7 +203,7 @@ def prompt_table(p: OnPrompt, top: float, tints: tuple[str, ...], lang: str) -> 
 
 # --- the whole view ----------------------------------------------------------------------------
 
-def render(report: NeuronReport, width: int, color_system: str | None = "truecolor", lang: str = "en") -> Group:
+def render(report: NeuronReport, width: int, color_system: str | None = "truecolor", lang: str | None = None) -> Group:
     n = report.neuron
     tints = palette(color_system)
 
@@ -250,7 +250,7 @@ def render(report: NeuronReport, width: int, color_system: str | None = "truecol
 
 # --- building an index -------------------------------------------------------------------------
 
-def corpus_label(corpus: dict, model: str, lang: str = "en") -> str:
+def corpus_label(corpus: dict, model: str, lang: str | None = None) -> str:
     return _t("build_scanning", lang, corpus=corpus_words(corpus, model, lang))
 
 
@@ -258,7 +258,7 @@ def size_text(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.0f} kB"
 
 
-def built_line(summary: dict, lang: str = "en") -> Text:
+def built_line(summary: dict, lang: str | None = None) -> Text:
     """What --build-index wrote, from its JSON summary."""
     return Text(_t("built", lang, path=summary["path"], top=summary["top"], neurons=summary["neurons"],
                    n_layer=summary["n_layer"], d_mlp=summary["d_mlp"], tokens=summary["tokens"],

@@ -8,7 +8,7 @@ from rich.text import Text
 from .. import stages
 from ..analysis.patching import PatchingResult, Sweep
 from ..texts import say
-from .common import quoted
+from .common import Prose, quoted
 from .grid import PATCH, Grid, Legend
 
 
@@ -17,7 +17,7 @@ def _t(text_key: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def row_label(stage: str) -> str:
@@ -49,15 +49,15 @@ def worst_error(result: PatchingResult, sweep: Sweep) -> Text:
 def sweep_view(result: PatchingResult, sweep: Sweep) -> Group:
     rows = [row_label(s) for s in sweep.rows]
     cols = column_labels(result, sweep)
-    corner = "layer \\ head" if sweep.kind == "heads" else ""
+    corner = _t("corner") if sweep.kind == "heads" else ""
     exact = Grid(rows, cols, sweep.values, PATCH, corner=corner)
     estimate = Grid(rows, cols, sweep.estimates, PATCH, corner=corner)
-    return Group(Text(sweep_title(sweep), style="bold"), exact, Text(),
+    return Group(Prose(sweep_title(sweep), style="bold"), exact, Text(),
                  _explain(_t("estimate_title")), estimate, worst_error(result, sweep))
 
 
 def render(result: PatchingResult) -> Group:
-    parts = [Text(_t("title", model=result.model["name"], clean=quoted(result.clean), corrupt=quoted(result.corrupt)),
+    parts = [Prose(_t("title", model=result.model["name"], clean=quoted(result.clean), corrupt=quoted(result.corrupt)),
                   style="bold underline"),
              _explain(_t("metric", answer=quoted(result.answer_text), wrong=quoted(result.wrong_text),
                          clean_metric=result.metric_clean, corrupt_metric=result.metric_corrupt)),

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..analysis.scoring import Comparison, Score, SpanScore, Summary, TokenScore, Worked, WorkedCandidate
 from ..texts import say
-from .common import bar, pct, quoted
+from .common import Prose, bar, cut, pct, quoted
 
 TOKEN_WIDTH = 16  # a token in a table column; longer ones end in …
 WORD_WIDTH = 20
@@ -31,7 +31,7 @@ def _t(key: str, lang: str, **values) -> str:
 
 
 def _explain(text: str) -> Text:
-    return Text(text, style="italic grey70")
+    return Prose(text, style="italic grey70")
 
 
 def surprise_style(bits: float) -> str:
@@ -49,8 +49,9 @@ def signed(x: float) -> str:
 
 
 def short(text: str, width: int = TOKEN_WIDTH) -> str:
+    """A quoted token within `width` cells (a Chinese character takes two)."""
     shown = quoted(text)
-    return shown if len(shown) <= width else shown[: width - 2] + "…'"
+    return shown if cell_len(shown) <= width else cut(shown[:-1], width - 1) + "'"
 
 
 def shorten(text: str, limit: int = 48) -> str:
@@ -83,11 +84,11 @@ def _visible_breaks(text: str) -> str:
 
 
 def tinted_text(score: Score, lang: str) -> Group:
-    text = Text()  # no base style: each token carries its own
+    text = Prose()  # no base style: each token carries its own
     text.append(_visible_breaks(score.texts[0]), style=FIRST_TOKEN)
     for row in score.rows():
         text.append(_visible_breaks(row.text), style=surprise_style(row.bits))
-    return Group(Text(_t("text_title", lang), style="bold"), legend(lang), text)
+    return Group(Prose(_t("text_title", lang), style="bold"), legend(lang), text)
 
 
 # --- the most surprising tokens ---------------------------------------------------------------------
@@ -134,7 +135,7 @@ def worked_view(w: Worked, lang: str) -> Group:
     for c in w.candidates:
         _candidate_row(table, c, best)
     if not w.true_listed:
-        table.add_row("⋮", Text(_t("worked_between", lang, n=w.n_between), style="grey50"),
+        table.add_row("⋮", Prose(_t("worked_between", lang, n=w.n_between), style="grey50"),
                       "", "", "")
         _candidate_row(table, w.true, best)
     lhs = _t("worked_lhs", lang, token=formula_token)
@@ -145,12 +146,12 @@ def worked_view(w: Worked, lang: str) -> Group:
         _t("worked_bits", lang, nats=w.nats, bits=w.bits, prob=prob_text(w.prob)),
     ]
     return Group(
-        Text(_t("worked_title", lang, position=w.position, token=token), style="bold bright_magenta"),
+        Prose(_t("worked_title", lang, position=w.position, token=token), style="bold bright_magenta"),
         _explain(_t("worked_intro", lang, first=w.context_start, last=w.position - 1, n_context=w.token.context,
                     n_vocab=w.n_vocab)),
         table,
         Text(),
-        Text(_t("worked_loss_title", lang), style="bold"),
+        Prose(_t("worked_loss_title", lang), style="bold"),
         Padding(Text("\n".join(steps), style="bold cyan"), (0, 0, 0, 2), expand=False),
         _explain(_t("worked_lse", lang, max=w.max_logit, rest=w.logsumexp_above_max)),
     )
@@ -184,19 +185,19 @@ def summary_table(s: Summary, lang: str) -> Table:
     return table
 
 
-def render(score: Score, surprising: list[TokenScore], lang: str = "en", show_text: bool = True) -> Group:
+def render(score: Score, surprising: list[TokenScore], lang: str | None = None, show_text: bool = True) -> Group:
     """The whole view; `surprising` is the table's rows (Score.most_surprising), empty for none."""
     s = score.summary
-    parts = [Text(_t("title", lang, model=s.model, text=quoted(shorten(score.text))), style="bold underline"),
+    parts = [Prose(_t("title", lang, model=s.model, text=quoted(shorten(score.text))), style="bold underline"),
              _explain(_t("intro", lang)), Text()]
     if show_text:
         parts += [tinted_text(score, lang), Text()]
     if show_text and surprising:
-        parts += [Text(_t("surprising_title", lang, n=len(surprising)), style="bold"),
+        parts += [Prose(_t("surprising_title", lang, n=len(surprising)), style="bold"),
                   surprising_table(surprising, lang), Text()]
     if score.worked is not None:
         parts += [worked_view(score.worked, lang), Text()]
-    parts += [Text(_t("summary_title", lang, model=s.model), style="bold"), summary_table(s, lang)]
+    parts += [Prose(_t("summary_title", lang, model=s.model), style="bold"), summary_table(s, lang)]
     return Group(*parts)
 
 
@@ -243,15 +244,15 @@ def disagreement_table(c: Comparison, spans: list[SpanScore], lang: str) -> Tabl
     return table
 
 
-def render_comparison(c: Comparison, spans: list[SpanScore], text: str, lang: str = "en") -> Group:
+def render_comparison(c: Comparison, spans: list[SpanScore], text: str, lang: str | None = None) -> Group:
     """Each model's summary side by side, then per word; `spans` are the table's rows (Comparison.disagreements)."""
     a, b = c.summaries
     first, second = c.bits_per_char
-    parts = [Text(_t("vs_title", lang, a=a.model, b=b.model, text=quoted(shorten(text))), style="bold underline"),
+    parts = [Prose(_t("vs_title", lang, a=a.model, b=b.model, text=quoted(shorten(text))), style="bold underline"),
              _explain(_t("vs_intro", lang)), Text(), comparison_summary(c, lang), Text(),
-             Text(_t("vs_common", lang, n_words=len(c.spans), n_bytes=c.n_bytes, a=a.model, b=b.model,
+             Prose(_t("vs_common", lang, n_words=len(c.spans), n_bytes=c.n_bytes, a=a.model, b=b.model,
                      bpc_a=first, bpc_b=second, n_better=c.n_first_better))]
     if spans:
-        parts += [Text(), Text(_t("vs_words_title", lang, n=len(spans), a=a.model, b=b.model), style="bold"),
+        parts += [Text(), Prose(_t("vs_words_title", lang, n=len(spans), a=a.model, b=b.model), style="bold"),
                   disagreement_table(c, spans, lang)]
     return Group(*parts)
