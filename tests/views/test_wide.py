@@ -105,6 +105,14 @@ def test_the_svg_names_a_font_with_chinese_glyphs_and_sizes_runs_by_cells():
     assert all(f"font-size: {2 * SVG_CELL:g}px" in s.get("style") for s in wide)
 
 
+def test_the_svg_keeps_the_spaces_that_open_a_run_and_fetches_nothing():
+    svg = export_svg(recorded(), "tracegpt attn")
+    # "'你好'@0" and "  1.00" are separate runs only when styled; the gap must survive in any viewer.
+    root = ET.fromstring(svg)
+    assert root.get("{http://www.w3.org/XML/1998/namespace}space") == "preserve"
+    assert "@font-face" not in svg and "url(http" not in svg and "woff" not in svg
+
+
 def test_the_html_names_a_font_with_chinese_glyphs():
     page = export_html(recorded())
     assert "Noto Sans Mono CJK SC" in page and "你好" in page

@@ -253,6 +253,8 @@ _SVG_FORMAT = (CONSOLE_SVG_FORMAT
                         f"font-family: Fira Code, 'DejaVu Sans Mono', Menlo, Consolas, {CJK_FONTS}, monospace")
                .replace("font-family: arial;", f"font-family: arial, {CJK_FONTS};")
                .replace("font-variant-east-asian: full-width;", "font-variant-east-asian: normal;"))
+# rich's template fetches Fira Code from the web; a tracegpt picture uses the fonts the viewer has.
+_SVG_FORMAT = re.sub(r"\s*@font-face \{\{.*?\}\}", "", _SVG_FORMAT, flags=re.S)
 _HTML_FORMAT = CONSOLE_HTML_FORMAT.replace("'Courier New',monospace", f"'Courier New',{CJK_FONTS},monospace")
 _SVG_TEXT = re.compile(r'(<text [^>]*?textLength=")([0-9.]+)("[^>]*>)(.*?)(</text>)')
 
@@ -283,6 +285,8 @@ def export_svg(console: Console, title: str) -> str:
     every character as wide as its cells."""
     svg = console.export_svg(title=title, clear=False, theme=DARK, code_format=_SVG_FORMAT,
                              font_aspect_ratio=SVG_ASPECT)
+    # Spaces that open a run (the gap before a grey stage name) are kept by every viewer only when told to.
+    svg = svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
     return _SVG_TEXT.sub(_wide_text, svg)
 
 
