@@ -147,3 +147,14 @@ def test_each_heads_output_is_derived_and_adds_up_to_the_attention_update(lm):
     assert alone.names() == ["blocks.1.attn.head_out"] and not alone.tensors
     full = run_trace(lm, "To be, or not to be", layers=[1])
     assert torch.equal(alone["blocks.1.attn.head_out"], full["blocks.1.attn.head_out"])
+
+
+def test_all_finite_finds_a_nan_or_an_infinity_in_any_slice():
+    from tracegpt.tracer import all_finite
+
+    t = torch.zeros(3, 1000)
+    assert all_finite(t, chunk=7)
+    for where, bad in ((0, float("nan")), (2999, float("inf")), (1403, float("-inf"))):
+        u = t.clone()
+        u.view(-1)[where] = bad
+        assert not all_finite(u, chunk=7) and not all_finite(u)
