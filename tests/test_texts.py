@@ -276,3 +276,12 @@ def test_explain_writes_the_real_scale(made, lang):
                                       "--key", "1"]])
 def test_chinese_views_of_an_untied_checkpoint_have_no_english(run_cli, made, command):
     check_chinese_view(run_cli, [*command, "--model", str(made[UNTIED][0])], models=(UNTIED,))
+
+
+def test_chinese_sets_no_space_that_a_filled_in_value_brings():
+    from tracegpt.texts import say
+
+    # "{token} 在 {row} 之后": a Latin value keeps its spaces, a Chinese one joins the sentence.
+    assert say("lens", "first_top", "zh", token="'␣a'", row="块 2", rank=39).startswith("'␣a' 在块 2 之后")
+    assert say("lens", "first_top", "zh", token="'␣a'", row="embedding", rank=39).startswith("'␣a' 在 embedding 之后")
+    assert say("lens", "first_top", "en", token="'␣a'", row="block 2", rank=39).count("  ") == 0

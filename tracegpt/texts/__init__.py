@@ -26,15 +26,16 @@ def load(lang: str = "en") -> dict:
 PLURAL = re.compile(r"\{(\w+)\|([^|{}]*)\|([^|{}]*)\}")
 
 
-# Chinese sets no space beside full-width punctuation; a filled-in value can bring one ("{corpus} 的"
-# when the corpus ends in "）").
-BESIDE_FULL_WIDTH = re.compile(r"(?<=[，。：；、（）《》「」『』！？]) +| +(?=[，。：；、（）《》「」『』！？])")
+# Chinese sets no space beside full-width punctuation nor between two characters; a filled-in value
+# can bring one ("{corpus} 的" when the corpus ends in "）", "在 {when}" when it is 块 2).
+NO_SPACE_IN_CHINESE = re.compile(r"(?<=[，。：；、（）《》「」『』！？]) +| +(?=[，。：；、（）《》「」『』！？])"
+                               r"|(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])")
 
 
 def say(section: str, key: str, lang: str | None = None, /, **values) -> str:
     text = load(lang or _language["current"])[section][key]
     text = PLURAL.sub(lambda m: m[2] if values.get(m[1]) == 1 else m[3], text)
-    return BESIDE_FULL_WIDTH.sub("", text.format(**values))
+    return NO_SPACE_IN_CHINESE.sub("", text.format(**values))
 
 
 def use(lang: str) -> None:
