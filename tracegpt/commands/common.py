@@ -172,11 +172,7 @@ def save_exports(console, svg: Path | None, html: Path | None, title: str) -> No
 
     exports = []
     if svg is not None:
-        # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops the leading ones
-        # and right-aligned numbers drift left. Browsers draw it the same either way. Both exports
-        # are drawn in the dark terminal theme the views' colours are chosen for.
-        image = export_svg(console, title)
-        exports.append((svg, image.replace("<svg ", '<svg xml:space="preserve" ', 1)))
+        exports.append((svg, export_svg(console, title)))
     if html is not None:
         exports.append((html, export_html(console)))
     for path, text in exports:

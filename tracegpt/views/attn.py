@@ -28,7 +28,7 @@ from ..analysis.attention import (
     WorkedCell,
 )
 from ..texts import say
-from .common import Prose, bar, flow, pct, quoted, visible, weight_style
+from .common import Prose, bar, cut, flow, pct, quoted, visible, weight_style
 from .palette import WEIGHT_BOUNDS, bucket, plain, readable_on, resolve
 
 LABEL_CELLS = 10  # longest token label beside a row before it is cut with …
@@ -229,7 +229,7 @@ class Heatmap:
                 # Shaded cells are one character wide: tens above ones, the tens only where they change.
                 top_label, bottom_label = (str(j // 10 % 10) if j % 10 == 0 and j else ""), str(j % 10)
             else:
-                top_label, bottom_label = cut_cells(self.labels[j], width - 1), str(j)
+                top_label, bottom_label = cut(self.labels[j], width - 1), str(j)
             append_padded(top, top_label, width - 1, self.key_style(j) if not window.shaded else "grey50")
             top.append(" ")
             append_padded(bottom, bottom_label, width - 1, self.key_style(j) if window.shaded else "grey50")
@@ -247,7 +247,7 @@ class Heatmap:
         style = "bold underline cyan" if marked_row else ("bold reverse cyan" if i == self.focus else "cyan")
         append_padded(line, str(i), self.pos_cells, "grey50")
         line.append(" ")
-        append_padded(line, cut_cells(self.labels[i], self.token_cells), self.token_cells, style, right=False,
+        append_padded(line, cut(self.labels[i], self.token_cells), self.token_cells, style, right=False,
                       pad_style=None)
         line.append(" ")
         for j in window.keys:
@@ -287,18 +287,6 @@ def append_padded(line: Text, text: str, cells: int, style: str | Style, right: 
     for part, part_style in ((pad, pad_style), (text, style)) if right else ((text, style), (pad, pad_style)):
         if part:
             line.append(part, style=part_style)
-
-
-def cut_cells(text: str, cells: int) -> str:
-    """Cut to `cells` terminal cells with …, counting wide characters as two."""
-    if cell_len(text) <= cells:
-        return text
-    out = ""
-    for ch in text:
-        if cell_len(out + ch) > cells - 1:
-            break
-        out += ch
-    return out + "…"
 
 
 def spans(positions: list[int], sep: str = ", ") -> str:
@@ -393,7 +381,7 @@ def overview(report: AttentionReport, layer: LayerReport) -> Group:
 
 
 def top_key(report: AttentionReport, top: KeyShare) -> Text:
-    label = quoted(cut_cells(visible(report.tokens[top.position]), OVERVIEW_TOKEN_CELLS))
+    label = quoted(cut(visible(report.tokens[top.position]), OVERVIEW_TOKEN_CELLS))
     text = Text(label, style="cyan")
     text.append(f"@{top.position} ", style="grey50")
     text.append(pct(top.weight), style=weight_style(top.weight))
@@ -555,7 +543,7 @@ def subscript(n: int) -> str:
 
 def render(report: AttentionReport, scores: bool = False, default_prompt: bool = False) -> Group:
     """The view of an attention report: a heatmap per chosen head, or a table per layer for all heads."""
-    prompt = quoted(cut_cells(visible(report.prompt), TITLE_PROMPT_CELLS))
+    prompt = quoted(cut(visible(report.prompt), TITLE_PROMPT_CELLS))
     n = len(report.tokens)
     title = Prose(_t("title_one" if n == 1 else "title", model=report.model["name"], prompt=prompt, n=n),
                  style="bold underline")

@@ -285,7 +285,9 @@ def export_svg(console: Console, title: str) -> str:
     every character as wide as its cells."""
     svg = console.export_svg(title=title, clear=False, theme=DARK, code_format=_SVG_FORMAT,
                              font_aspect_ratio=SVG_ASPECT)
-    # Spaces that open a run (the gap before a grey stage name) are kept by every viewer only when told to.
+    # Rich writes spaces as &#160;; without xml:space="preserve" librsvg drops those that open a run
+    # (the gap before a grey stage name) and right-aligned numbers drift left. Browsers draw it the
+    # same either way.
     svg = svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
     return _SVG_TEXT.sub(_wide_text, svg)
 
