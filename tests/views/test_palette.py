@@ -23,6 +23,9 @@ VIEWS = [
     ["intervene", "O Romeo, Romeo! wherefore art thou", "--cut", "2.2:7>5"],
     ["patch", "lord is my", "lady is my"],
     ["score", "But soft, what light through yonder window breaks?"],
+    ["neuron", "3.443", "--prompt", "HORATIO."],
+    ["attribute", "I love"],
+    ["heads", "--probes", "2"],
 ]
 
 

@@ -56,7 +56,7 @@ PATCH = Scale(bounds=(-0.25, 0.1, 0.3, 0.6, 0.9),
 
 # Signed shares around 0 (a logit split into parts): green pushed up, red pushed down, in buckets
 # of ± the largest magnitude shown. In 16 colours the positive side keeps the grey ramp and the
-# negative side is red: weak as red text, stronger on a red ground, strongest bold.
+# negative side is red: weak as (bright) red text, stronger on a red ground, strongest bold.
 SIGNED_CUTS = (-0.6, -0.25, -0.08, 0.08, 0.25, 0.6)
 
 
@@ -67,8 +67,8 @@ def signed(limit: float) -> Scale:
     ends = [f"{b:+.2f}".replace("-", "−") for b in bounds]
     return Scale(bounds=bounds,
                  rich=("white on #a3202e", "white on #73262e", "white on #4a2226", "", "white on #2f4f2a",
-                       "white on #4f8f3a", "black on #86c04a"),
-                 plain=("bold white on red", "white on red", "red", "", "bright_white on bright_black",
+                       "black on #4f8f3a", "black on #86c04a"),
+                 plain=("bold white on red", "white on red", "bright_red", "", "black on bright_black",
                         "black on white", "bold black on bright_white"),
                  labels=(f"< {ends[0]}", *(f"{a}…{b}" for a, b in zip(ends, ends[1:])), f"≥ {ends[-1]}"))
 

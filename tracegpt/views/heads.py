@@ -33,7 +33,7 @@ def role_scale() -> Scale:
     return Scale(bounds=tuple(i + 0.5 for i in range(len(ROLE_CODES) - 1)),
                  rich=("grey50", "white on #4a4a4a", "black on #c9a0dc", "black on #6fa8dc", "black on #f6b26b",
                        "black on #93c47d"),
-                 plain=("bright_black", "black on white", "black on magenta", "white on blue", "black on yellow",
+                 plain=("bright_black", "black on white", "black on bright_magenta", "white on blue", "black on yellow",
                         "black on green"),
                  labels=tuple(_t(f"role_{r}") for r in ROLE_CODES))
 
@@ -66,7 +66,7 @@ def delta(after: float | None, before: float | None) -> Text:
     if after is None or before is None:
         return Text("")
     d = after - before
-    return Text(f"{d:+.2f}", style="bold red" if d >= 0.5 else "red" if d >= 0.1 else "")
+    return Text(f"{d:+.2f}", style="bold bright_red" if d >= 0.5 else "bright_red" if d >= 0.1 else "")
 
 
 def heads_table(m: HeadMap) -> Group:

@@ -24,7 +24,7 @@ PROMPT_TOP = 12
 # common palettes (xterm's, rich's, its SVG export's, Monokai's), where bright_yellow does not.
 STEPS = (0.25, 0.5, 0.75)
 TINTS = {
-    "full": ("grey93 on dark_red", "grey93 on dark_orange3", "black on gold1", "black on wheat1"),
+    "full": ("grey93 on dark_red", "black on dark_orange3", "black on gold1", "black on wheat1"),
     "standard": ("bright_white on red", "black on yellow", "black on white", "black on bright_white"),
 }
 FIRING = ("⟦", "⟧")
@@ -75,7 +75,7 @@ def writes_table(report: NeuronReport, lang: str) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
     table.add_column(_t("col_up", lang), style="green")
     table.add_column(_t("col_value", lang), justify="right")
-    table.add_column(_t("col_down", lang), style="red")
+    table.add_column(_t("col_down", lang), style="bright_red")
     table.add_column(_t("col_value", lang), justify="right")
     for up, down in zip(report.writes.up, report.writes.down):
         table.add_row(quoted(up.text), f"{up.value:+.3f}", quoted(down.text), f"{down.value:+.3f}")
@@ -211,7 +211,7 @@ def render(report: NeuronReport, width: int, color_system: str | None = "truecol
         return _explain(_t(key, lang, **values), width)
 
     def heading(key: str, **values) -> Text:
-        return _para(_t(key, lang, **values), width, "bold magenta")
+        return _para(_t(key, lang, **values), width, "bold bright_magenta")
 
     title = Text(_t("title", lang, neuron=n.text, model=report.model["name"]), style="bold underline")
     title.append("  " + report.site, style=GUIDE)
