@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from checkpoint_memory import job_write, prompt_of  # noqa: E402
+from trace_speed import interleaved  # noqa: E402
 
 import tracegpt  # noqa: E402
 from tracegpt.analysis.attribution import attribute  # noqa: E402
@@ -36,19 +37,6 @@ from tracegpt.analysis.heads import (  # noqa: E402
     prediction_sets,
     probe_tokens,
 )
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Medians of several functions measured in turn, so a slow spell hits them all alike."""
-    for fn in fns.values():
-        fn()
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def seconds(fn, repeats: int) -> list[float]:

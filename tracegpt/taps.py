@@ -185,11 +185,14 @@ class Edit(Tap):
         if index is None:
             return None
         edited = tensor.clone()
-        edited[index] = self.change(tensor[index])
+        edited[index] = self.replacement(tensor[index], index)
         return edited
 
+    def replacement(self, selected: torch.Tensor, index: tuple) -> torch.Tensor:
+        return self.change(selected)
+
     def __repr__(self) -> str:
-        return f"Edit({self.site.text})"
+        return f"{type(self).__name__}({self.site.text})"
 
 
 NO_TAPS = TapPlan((), 0, torch.float32)  # the untraced forward: every stage passes straight through

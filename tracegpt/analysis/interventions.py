@@ -207,25 +207,15 @@ def is_masked(cut: Cut) -> bool:
 
 # --- turning them into taps ---------------------------------------------------------------------
 
-class Replace(Tap):
+class Replace(Edit):
     """Replaces what a site selects by the same selection of a tensor recorded on another prompt."""
 
     def __init__(self, site: stages.Site, source: torch.Tensor):
-        self.site = site
+        super().__init__(site, change=None)
         self.source = source  # with the batch axis, where the stage has one
 
-    def writes(self, n_layer: int):
-        return (self.site.stage,)
-
-    def __call__(self, name: str, tensor: torch.Tensor, offset: int) -> torch.Tensor | None:
-        from ..taps import site_index
-
-        index = site_index(self.site, tensor, offset)
-        if index is None:
-            return None
-        edited = tensor.clone()
-        edited[index] = self.source.to(tensor.device, tensor.dtype)[index]
-        return edited
+    def replacement(self, selected: torch.Tensor, index: tuple) -> torch.Tensor:
+        return self.source.to(selected.device, selected.dtype)[index]
 
 
 def _batched(stage: str, t: torch.Tensor) -> torch.Tensor:
