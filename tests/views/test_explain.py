@@ -9,7 +9,7 @@ from rich.console import Console
 from tracegpt.analysis.walk import build, narrate
 from tracegpt.tracer import run_trace
 from tracegpt.views import explain as explain_view
-from tracegpt.views.common import CLOSE
+from tracegpt.views.common import CLOSE, wrap
 
 ZH = ("每个编号从一张学出来的表（词元嵌入）中取出一行：256 个数，表示这个词元是什么。"
       "位置就是节点的地址，所以同一个词出现在两个位置时，起点是两个不同的向量。")
@@ -17,7 +17,7 @@ ZH = ("每个编号从一张学出来的表（词元嵌入）中取出一行：2
 
 @pytest.mark.parametrize("width", [20, 37, 76])
 def test_chinese_fills_each_line(width):
-    lines = explain_view.wrap(ZH, width)
+    lines = wrap(ZH, width)
     assert "".join(lines).replace(" ", "") == ZH.replace(" ", "")
     assert all(cell_len(line) <= width for line in lines)
     assert all(cell_len(line) >= width - 6 for line in lines[:-1])  # no line left half empty
@@ -26,13 +26,13 @@ def test_chinese_fills_each_line(width):
 
 def test_english_breaks_only_at_spaces():
     text = "Attention is how tokens exchange information: score = Q·K/√64, then softmax."
-    lines = explain_view.wrap(text, 24)
+    lines = wrap(text, 24)
     assert " ".join(lines) == text and all(len(line) <= 24 for line in lines)
 
 
 def test_closing_punctuation_stays_on_its_line():
-    assert explain_view.wrap("甲乙丙丁，戊己", 4) == ["甲乙", "丙", "丁，", "戊己"]
-    assert explain_view.wrap("甲（乙丙）丁", 4) == ["甲", "（乙", "丙）", "丁"]
+    assert wrap("甲乙丙丁，戊己", 4) == ["甲乙", "丙", "丁，", "戊己"]
+    assert wrap("甲（乙丙）丁", 4) == ["甲", "（乙", "丙）", "丁"]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

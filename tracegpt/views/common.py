@@ -60,7 +60,7 @@ class Title:
 
     def __rich_console__(self, console, options):
         versions = [self.make(cells) for cells in self.CELLS]
-        short = self.make(self.SHORT) == versions[0]
+        short = versions[self.CELLS.index(self.SHORT)] == versions[0]
         fits = [text for text in versions if cell_len(text) <= options.max_width]
         yield Prose(fits[0] if fits and not short else versions[0], style=self.style)
 
@@ -180,6 +180,11 @@ def wrap(text: str, width: int) -> list[str]:
     return lines
 
 
+def paragraph(text: str, width: int, style: str = "") -> Text:
+    """A sentence wrapped to `width` now, between words or between any two CJK characters."""
+    return Text("\n".join(wrap(text, width)), style=style, overflow="fold")
+
+
 class Prose(Text):
     """Text that also breaks between Chinese characters when it wraps (a rich Text breaks only at spaces)."""
 
@@ -214,10 +219,6 @@ class _Drawn:
 
     def __rich_measure__(self, console, options) -> Measurement:
         return self.prose.__rich_measure__(console, options)
-
-
-def prose(text: str, style: str = "") -> Prose:
-    return Prose(text, style=style)
 
 
 def pad(text: str, cells: int, right: bool = False) -> str:

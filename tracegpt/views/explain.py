@@ -8,15 +8,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.walk import NarratedStep, Narration
-from .common import bar, other_tokens, quoted, weight_style, wrap
+from .common import bar, other_tokens, paragraph, quoted, weight_style
 
 INDENT = 4  # paragraphs and numbers sit under their heading's text, past the step number ("10. ")
 GUIDE = "grey50"
 CANDIDATE_NAMES = {f"top{rank}_{what}" for rank in range(1, 11) for what in ("prob", "logit")}
-
-
-def paragraph(text: str, width: int, style: str = "") -> Text:
-    return Text("\n".join(wrap(text, width)), style=style, overflow="fold")
 
 
 def value_text(value, name: str = "") -> str:

@@ -11,8 +11,7 @@ from rich.text import Text
 
 from ..analysis.neurons import Distribution, NeuronReport, OnPrompt, ShownContext, Standing
 from ..texts import say
-from .common import bar, pct, quoted, visible
-from .explain import wrap
+from .common import bar, paragraph, pct, quoted, visible
 
 GUIDE = "grey50"
 PROMPT_ROWS = 24  # a longer prompt's table shows only its highest positions
@@ -34,13 +33,8 @@ def _t(key: str, lang: str | None = None, **values) -> str:
     return say("neuron", key, lang, **values)
 
 
-def _para(text: str, width: int, style: str = "") -> Text:
-    """A sentence wrapped to the width, between words or between any two CJK characters (see views.explain)."""
-    return Text("\n".join(wrap(text, width)), style=style, overflow="fold")
-
-
 def _explain(text: str, width: int) -> Text:
-    return _para(text, width, "italic grey70")
+    return paragraph(text, width, "italic grey70")
 
 
 def r2(x: float) -> float:
@@ -141,7 +135,7 @@ def distribution_line(d: Distribution, width: int, lang: str) -> Text:
     if d.maximum <= 0:
         return _explain(_t("never_fires", lang, max=r2(d.maximum)), width)
     q = {level: r2(value) for level, value in d.quantiles}
-    return _para(_t("distribution", lang, mean=r2(d.mean), active=pct(d.frac_active), p50=q[0.5], p90=q[0.9],
+    return paragraph(_t("distribution", lang, mean=r2(d.mean), active=pct(d.frac_active), p50=q[0.5], p90=q[0.9],
                     p99=q[0.99], p999=q[0.999], max=r2(d.maximum)), width)
 
 
@@ -160,7 +154,7 @@ def _level_text(level: float) -> str:
 
 def standing_line(p: OnPrompt, d: Distribution | None, width: int, lang: str) -> Text:
     def say_(key: str, **values) -> Text:
-        return _para(_t(key, lang, value=r2(p.values[p.top]), token=f"{quoted(p.tokens[p.top])}@{p.top}", **values),
+        return paragraph(_t(key, lang, value=r2(p.values[p.top]), token=f"{quoted(p.tokens[p.top])}@{p.top}", **values),
                      width)
 
     s: Standing | None = p.standing
@@ -211,7 +205,7 @@ def render(report: NeuronReport, width: int, color_system: str | None = "truecol
         return _explain(_t(key, lang, **values), width)
 
     def heading(key: str, **values) -> Text:
-        return _para(_t(key, lang, **values), width, "bold bright_magenta")
+        return paragraph(_t(key, lang, **values), width, "bold bright_magenta")
 
     title = Text(_t("title", lang, neuron=n.text, model=report.model["name"]), style="bold underline")
     title.append("  " + report.site, style=GUIDE)
