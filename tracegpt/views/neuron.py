@@ -12,6 +12,7 @@ from rich.text import Text
 from ..analysis.neurons import Distribution, NeuronReport, OnPrompt, ShownContext, Standing
 from ..texts import say
 from .common import bar, paragraph, pct, quoted, visible
+from .palette import plain as sixteen_colours
 
 GUIDE = "grey50"
 PROMPT_ROWS = 24  # a longer prompt's table shows only its highest positions
@@ -43,7 +44,7 @@ def r2(x: float) -> float:
 
 
 def palette(color_system: str | None) -> tuple[str, ...]:
-    return TINTS["standard"] if color_system in ("standard", "windows") else TINTS["full"]
+    return TINTS["standard"] if sixteen_colours(color_system) else TINTS["full"]
 
 
 def level(value: float, top: float) -> int:
