@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import stages
-from .analysis.interventions import Ablate, Cut, Intervention, InterventionResult, Patch, Steer
+from .analysis.interventions import Ablate, Cut, Intervention, InterventionResult, Patch, Steer, check, edit_taps
 from .analysis.interventions import intervene as _intervene
 from .analysis.patching import PatchingResult, patching
+from .generation import Generation
 from .loader import LoadedModel, load
+from .sampling import SamplingSettings
+from .tracer import encode_prompt
 
 
 def _loaded(model: str | LoadedModel | None) -> LoadedModel:
@@ -65,11 +68,6 @@ def generate(prompt: str, model: str | LoadedModel | None = None, max_new_tokens
             print(step.text, step.prob)
         run.text(), run.stop_reason, run.summary()
     """
-    from .analysis.interventions import check, edit_taps
-    from .generation import Generation
-    from .sampling import SamplingSettings
-    from .tracer import encode_prompt
-
     lm = _loaded(model)
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     settings.check()

@@ -24,7 +24,7 @@ from .loader import LoadedModel
 from .model import KVCache
 from .sampling import Sampled, SamplingSettings, sample
 from .taps import Tap
-from .tracer import NonFiniteError, Tracer
+from .tracer import NonFiniteError, Tracer, trace_ids
 
 STOP_REASONS = ("end_of_text", "stop_text", "max_new_tokens", "context", "interrupted")
 # A one-token step of a model this small is ~150 ops of tens of microseconds each: waking
@@ -303,8 +303,6 @@ class Generation:
 
     def _refuse_non_finite(self) -> None:
         """Say where the numbers broke: a full trace of this context finds the first stage."""
-        from .tracer import trace_ids
-
         trace_ids(self.lm, self.ids)  # raises NonFiniteError naming the stage
         raise NonFiniteError(f"the model produced non-finite logits at step {self.steps_done + 1}")
 
