@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import check_not_the_model, check_outputs, emit_json, loading, parse_indices, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, parse_indices, read_prompt, show
 
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 
@@ -24,7 +24,6 @@ def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: s
     from ..analysis.attention import attention_report
     from ..tracer import check_position, encode_prompt, run_trace
     from ..views import attn as attn_view
-    from ..views import common
 
     with loading(model):
         lm = loader.load(model, device=device, dtype=dtype)
@@ -46,9 +45,8 @@ def run(prompt: str | None, model: str | None, device: str, dtype: str, layer: s
     if as_json:
         emit_json(export.attention_to_dict(report))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(attn_view.render(report, scores=scores, default_prompt=prompt is None))
-    save_exports(console, svg, html, "tracegpt attn")
+    show(lambda _: attn_view.render(report, scores=scores, default_prompt=prompt is None),
+         width, color, svg, html, "tracegpt attn")
 
 
 # --- checking what the user asked for ---------------------------------------------------------------

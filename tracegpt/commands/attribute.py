@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, show
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, token: str | None, vs: str | None,
@@ -18,7 +18,6 @@ def run(prompt: str, model: str | None, device: str, dtype: str, token: str | No
     from .. import export, loader
     from ..analysis.attribution import attribute
     from ..views import attribute as view
-    from ..views import common
 
     lm = loader.load(model, device=device, dtype=dtype)
     check_not_the_model(lm, save=save, svg=svg, html=html)
@@ -28,6 +27,4 @@ def run(prompt: str, model: str | None, device: str, dtype: str, token: str | No
     if as_json:
         emit_json(export.attribution_to_dict(result))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(view.render(result))
-    save_exports(console, svg, html, "tracegpt attribute")
+    show(lambda _: view.render(result), width, color, svg, html, "tracegpt attribute")

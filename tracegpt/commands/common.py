@@ -166,6 +166,15 @@ def check_outputs(as_json: bool, svg: Path | None, html: Path | None) -> None:
         check_writable(path, option)
 
 
+def show(draw, width: int | None, color: bool, svg: Path | None, html: Path | None, title: str) -> None:
+    """A view on standard output, and in --svg/--html when asked: draw(console) gives what to print."""
+    from ..views.common import make_console
+
+    console = make_console(width=width, color=color, record=bool(svg or html))
+    console.print(draw(console))
+    save_exports(console, svg, html, title)
+
+
 def save_exports(console, svg: Path | None, html: Path | None, title: str) -> None:
     # clear=False: the same recording feeds both files when both are asked for.
     from ..views.common import export_html, export_svg

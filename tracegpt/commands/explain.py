@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, show
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_json: bool, width: int | None,
@@ -16,7 +16,6 @@ def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_j
     from .. import export, loader
     from ..analysis.walk import build, narrate
     from ..tracer import run_trace
-    from ..views import common
     from ..views import explain as explain_view
 
     with loading(model):
@@ -26,6 +25,4 @@ def run(prompt: str, model: str | None, device: str, dtype: str, lang: str, as_j
     if as_json:
         emit_json(export.narration_to_dict(narration))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(explain_view.render(narration, console.width))
-    save_exports(console, svg, html, "tracegpt explain")
+    show(lambda console: explain_view.render(narration, console.width), width, color, svg, html, "tracegpt explain")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, emit_json, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, read_prompt, show
 
 
 def run(model: str | None, device: str, dtype: str, prompt: str | None, seed: int, probes: int | None, half: int,
@@ -15,7 +15,6 @@ def run(model: str | None, device: str, dtype: str, prompt: str | None, seed: in
 
     from .. import export, loader
     from ..analysis.heads import head_map
-    from ..views import common
     from ..views import heads as view
 
     lm = loader.load(model, device=device, dtype=dtype)
@@ -24,6 +23,4 @@ def run(model: str | None, device: str, dtype: str, prompt: str | None, seed: in
     if as_json:
         emit_json(export.heads_to_dict(result))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(view.render(result))
-    save_exports(console, svg, html, "tracegpt heads")
+    show(lambda _: view.render(result), width, color, svg, html, "tracegpt heads")

@@ -13,7 +13,7 @@ from .common import (
     loading,
     read_prompt,
     said_saved,
-    save_exports,
+    show,
 )
 
 
@@ -54,7 +54,6 @@ def run(prompt: str, model: str | None, device: str, dtype: str, interventions: 
 
     from .. import export, loader
     from ..analysis.interventions import intervene
-    from ..views import common
     from ..views import intervene as view
 
     with loading(model):
@@ -68,6 +67,4 @@ def run(prompt: str, model: str | None, device: str, dtype: str, interventions: 
     if as_json:
         emit_json(export.intervention_to_dict(result))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(view.render(result))
-    save_exports(console, svg, html, "tracegpt intervene")
+    show(lambda _: view.render(result), width, color, svg, html, "tracegpt intervene")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, show
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, position: int | None, as_json: bool,
@@ -15,7 +15,6 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
     from .. import export, loader
     from ..analysis.lens import logit_lens
     from ..tracer import check_position, run_trace
-    from ..views import common
     from ..views import lens as lens_view
 
     with loading(model):
@@ -26,6 +25,4 @@ def run(prompt: str, model: str | None, device: str, dtype: str, position: int |
     if as_json:
         emit_json(export.lens_to_dict(lens))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(lens_view.render(lens, console.width))
-    save_exports(console, svg, html, "tracegpt lens")
+    show(lambda console: lens_view.render(lens, console.width), width, color, svg, html, "tracegpt lens")

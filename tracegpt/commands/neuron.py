@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import ParameterError, UsageError
-from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, show
 
 
 def run(neuron: str | None, model: str | None, device: str, dtype: str, prompt: str | None, index: Path | None,
@@ -29,7 +29,6 @@ def run(neuron: str | None, model: str | None, device: str, dtype: str, prompt: 
 
     from .. import export, loader
     from ..analysis import neurons
-    from ..views import common
     from ..views import neuron as neuron_view
 
     lm = loader.load(model, device=device, dtype=dtype)
@@ -41,9 +40,8 @@ def run(neuron: str | None, model: str | None, device: str, dtype: str, prompt: 
     if as_json:
         emit_json(export.neuron_to_dict(report))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(neuron_view.render(report, console.width, console.color_system))
-    save_exports(console, svg, html, "tracegpt neuron")
+    show(lambda console: neuron_view.render(report, console.width, console.color_system),
+         width, color, svg, html, "tracegpt neuron")
 
 
 def parse(neuron: str, lm):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, save_exports
+from .common import check_not_the_model, check_outputs, emit_json, loading, read_prompt, show
 
 
 def run(clean: str, corrupt: str, model: str | None, device: str, dtype: str, kinds: tuple[str, ...],
@@ -15,7 +15,6 @@ def run(clean: str, corrupt: str, model: str | None, device: str, dtype: str, ki
 
     from .. import export, loader
     from ..analysis.patching import patching
-    from ..views import common
     from ..views import patch as view
 
     with loading(model):
@@ -25,6 +24,4 @@ def run(clean: str, corrupt: str, model: str | None, device: str, dtype: str, ki
     if as_json:
         emit_json(export.patching_to_dict(result))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(view.render(result))
-    save_exports(console, svg, html, "tracegpt patch")
+    show(lambda _: view.render(result), width, color, svg, html, "tracegpt patch")

@@ -14,7 +14,7 @@ from .common import (
     parse_indices,
     read_prompt,
     said_saved,
-    save_exports,
+    show,
 )
 from .common import note as common_note
 
@@ -31,7 +31,6 @@ def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, lay
     from .. import costs, export, loader
     from ..analysis.forward import forward_summary
     from ..tracer import check_position, encode_prompt, run_trace
-    from ..views import common
     from ..views import trace as trace_view
 
     with loading(model):
@@ -53,6 +52,5 @@ def run(prompt: str, model: str | None, device: str, dtype: str, top_k: int, lay
     if as_json:
         emit_json(export.trace_to_dict(t, lm.token_text, focus=focus, top_k=top_k))
         return
-    console = common.make_console(width=width, color=color, record=bool(svg or html))
-    console.print(trace_view.render(forward_summary(t, focus, top_k, lm.token_text, layers=shown)))
-    save_exports(console, svg, html, "tracegpt trace")
+    show(lambda _: trace_view.render(forward_summary(t, focus, top_k, lm.token_text, layers=shown)),
+         width, color, svg, html, "tracegpt trace")
