@@ -374,22 +374,19 @@ def score_comparison_event(c, spans) -> dict:
                       for s in spans]}
 
 
-def save_score_npz(path: str | Path, scores: dict) -> Path:
+def save_score_npz(path: str | Path, scores: dict) -> Saved:
     """Per-token arrays of each analysis.scoring.Score, indexed by position, under '{prefix}ids' and so on.
 
     `scores` maps a key prefix ('' for the model scored, 'vs/' for the second) to a Score. Position 0
     is never scored: its prob and bits are NaN, its rank 0.
     """
-    path = Path(path)
     arrays = {}
     for prefix, s in scores.items():
         r = s.scored
         arrays.update({f"{prefix}ids": r.ids, f"{prefix}probs": r.probs, f"{prefix}bits": r.bits,
                        f"{prefix}ranks": r.ranks, f"{prefix}context": r.context, f"{prefix}top_ids": r.top_ids,
                        f"{prefix}top_probs": r.top_probs, f"{prefix}n_bytes": s.n_bytes})
-    with replacing(path) as f:
-        np.savez(f, **arrays)
-    return path
+    return write_npz(path, arrays)
 # --- neuron ---
 
 NEURON_SCHEMA_VERSION = 1
@@ -482,7 +479,7 @@ def attribution_arrays(a) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_attribution(a, path: str | Path) -> Path:
+def save_attribution(a, path: str | Path) -> Saved:
     return write_npz(path, attribution_arrays(a))
 
 

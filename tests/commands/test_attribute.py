@@ -37,6 +37,7 @@ def test_save_keeps_the_arrays_the_terms_are_read_from(run_cli, tmp_path):
     path = tmp_path / "a.npz"
     r = run_cli("attribute", PROMPT, "--save", path, "--neurons", 2, "--width", 80)
     assert r.exit_code == 0, r.stderr
+    assert r.stderr.startswith(f"note: wrote {path}: 16 arrays, ")
     with np.load(path) as a:
         terms, vectors, readout = a["terms"], a["vectors"], a["readout"]
         np.testing.assert_allclose(vectors @ readout, terms[:-1], atol=1e-9)  # the last: the LayerNorm's bias

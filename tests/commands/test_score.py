@@ -103,6 +103,7 @@ def test_save_keeps_per_token_arrays(run_cli, tmp_path, lm):
     path = tmp_path / "s.npz"
     r = run_cli("score", LINE, "--save", path, "--json")
     assert r.exit_code == 0, r.stderr
+    assert r.stderr.startswith(f"note: wrote {path}: 8 arrays, ")
     npz = np.load(path)
     n = len(lm.encode(LINE))
     assert {"ids", "probs", "bits", "ranks", "top_ids", "top_probs", "context", "n_bytes"} <= set(npz.files)

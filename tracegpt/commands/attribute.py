@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, show
+from .common import check_not_the_model, check_outputs, check_writable, emit_json, read_prompt, said_saved, show
 
 
 def run(prompt: str, model: str | None, device: str, dtype: str, token: str | None, vs: str | None,
@@ -23,7 +23,7 @@ def run(prompt: str, model: str | None, device: str, dtype: str, token: str | No
     check_not_the_model(lm, save=save, svg=svg, html=html)
     result = attribute(lm, prompt, token=token, vs=vs, position=position, neurons=neurons)
     if save is not None:
-        export.save_attribution(result, save)
+        said_saved(export.save_attribution(result, save))
     if as_json:
         emit_json(export.attribution_to_dict(result))
         return

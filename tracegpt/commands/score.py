@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import check_outputs, check_writable, emit_json, read_text, save_exports
+from .common import check_outputs, check_writable, emit_json, read_text, said_saved, save_exports
 
 
 def check_counts(top_k: int, surprising: int) -> None:
@@ -47,7 +47,7 @@ def run(text: str | None, file: Path | None, model: str | None, vs: str | None, 
                                     top_k=top_k))
     comparison = scoring.compare(*scores) if vs is not None else None
     if save is not None:
-        export.save_score_npz(save, dict(zip(("", "vs/"), scores)))
+        said_saved(export.save_score_npz(save, dict(zip(("", "vs/"), scores))))
     if as_json:
         for s in scores:
             for row in s.rows():
