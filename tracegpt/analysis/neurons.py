@@ -145,10 +145,7 @@ def batch_activations(lm: LoadedModel, ids: torch.Tensor, layers: Sequence[int])
         lm.model(ids.to(lm.device), taps=[keep])
     except _Enough:
         pass
-    # The pass's tap plan is a reference cycle, which holds the tap until the cyclic collector runs:
-    # the tap lets go of the tensors itself, or a long scan piles up gigabytes of them.
-    kept, keep.kept = keep.kept, {}
-    return [kept[name].float() for name in keep.names]
+    return [keep.kept[name].float() for name in keep.names]
 
 
 # --- the scan ----------------------------------------------------------------------------------
