@@ -33,7 +33,7 @@ from ..errors import ParameterError
 from ..loader import LoadedModel
 from ..model import head_outputs, next_token_probs
 from ..tracer import Trace, check_position, encode_prompt, trace_ids
-from .patching import token_id
+from .patching import readout_direction, token_id
 
 TOP_NEURONS = 5  # the view lists this many neurons pushing each way
 KINDS = ("token_embedding", "position_embedding", "head", "attn_bias", "mlp", "ln_f_bias")
@@ -120,13 +120,6 @@ class Attribution:
 
     def by_kind(self, kind: str) -> list[Term]:
         return [t for t in self.terms if t.kind == kind]
-
-
-def readout_direction(lm: LoadedModel, target: int, vs: int | None) -> torch.Tensor:
-    """The unembedding row of the target (minus that of `vs`), in float64: what the logit reads off ln_f."""
-    unembedding = lm.model.unembedding().detach()
-    u = unembedding[target].double()
-    return u - unembedding[vs].double() if vs is not None else u
 
 
 def attribution(lm: LoadedModel, trace: Trace, position: int, target: int, vs: int | None = None,

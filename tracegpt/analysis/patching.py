@@ -88,6 +88,13 @@ class BatchPatch(Tap):
         return edited
 
 
+def readout_direction(lm: LoadedModel, target: int, vs: int | None) -> torch.Tensor:
+    """The unembedding row of the target (minus that of `vs`), in float64: what the logit reads off ln_f."""
+    unembedding = lm.model.unembedding().detach()
+    u = unembedding[target].double()
+    return u - unembedding[vs].double() if vs is not None else u
+
+
 def metric_of(model, residual: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """logit(answer) − logit(wrong) from final residual vectors (..., d_model): ln_f, then one dot product.
 
@@ -136,8 +143,7 @@ def patching(lm: LoadedModel, clean: str, corrupt: str, kinds: tuple[str, ...] =
         raise UsageError(f"both prompts predict {lm.token_text(a)!r} next, so there is no difference to trace; name "
                          f"the two tokens to compare with --answer and --wrong")
     model = lm.model
-    unembedding = model.unembedding()
-    direction = (unembedding[a].double() - unembedding[w].double()).to(lm.device)
+    direction = readout_direction(lm, a, w).to(lm.device)
     n_layer = lm.config.n_layer
     final = stages.block_stage(n_layer - 1, "resid_out")
     with torch.no_grad():
