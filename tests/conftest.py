@@ -2,9 +2,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import io  # noqa: E402
 import json  # noqa: E402
 
 import pytest  # noqa: E402
+from rich.cells import cell_len  # noqa: E402
+from rich.console import Console  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from tracegpt import loader, texts  # noqa: E402
@@ -76,3 +79,12 @@ def assert_one_line_error(result, *fragments, code=None):
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def draw(renderable, width: int, color_system: str | None = "truecolor") -> str:
+    """A renderable as text at `width`, which no line may pass."""
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=color_system)
+    console.print(renderable)
+    text = console.export_text()
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    return text

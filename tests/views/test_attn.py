@@ -1,11 +1,9 @@
 """The attn views: pure functions from the attn document to renderables, drawn at several widths."""
 
-import io
 
 import pytest
 import torch
-from rich.cells import cell_len
-from rich.console import Console
+from conftest import draw
 
 from tracegpt import export
 from tracegpt.analysis.attention import AttentionReport, HeadReport, LayerReport, attention_report, focus_of, pattern
@@ -17,14 +15,6 @@ from tracegpt.views.common import quoted, visible
 PROMPT = "To be, or not to be, that is the question:"
 LONG = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
         "Arise, fair sun, and kill the envious moon.")
-
-
-def draw(renderable, width: int) -> str:
-    console = Console(width=width, file=io.StringIO(), record=True, color_system="truecolor")
-    console.print(renderable)
-    text = console.export_text()
-    assert max(cell_len(line) for line in text.splitlines()) <= width
-    return text
 
 
 @pytest.fixture(scope="module")

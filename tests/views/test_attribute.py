@@ -1,22 +1,12 @@
 """The attribute view: the largest parts each way, the heads' grid, the sum against the logit, the note on σ."""
 
-import io
 
 import pytest
-from rich.cells import cell_len
-from rich.console import Console
+from conftest import draw
 
 from tracegpt.analysis.attribution import attribute
 from tracegpt.views.attribute import largest, part_label, render
 from tracegpt.views.grid import signed
-
-
-def draw(renderable, width: int, color_system: str | None = "truecolor") -> str:
-    console = Console(width=width, file=io.StringIO(), record=True, color_system=color_system)
-    console.print(renderable)
-    text = console.export_text()
-    assert max(cell_len(line) for line in text.splitlines()) <= width
-    return text
 
 
 @pytest.fixture(scope="module")

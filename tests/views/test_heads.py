@@ -1,23 +1,13 @@
 """The heads view: a grid of roles, a table of scores and ablations, and what they say about copying."""
 
-import io
 
 import pytest
-from rich.cells import cell_len
-from rich.console import Console
+from conftest import draw
 from toy_induction import induction_model
 
 from tracegpt.analysis.heads import head_map
 from tracegpt.views.grid import Grid
 from tracegpt.views.heads import cell, render, role_scale
-
-
-def draw(renderable, width: int, color_system: str | None = "truecolor") -> str:
-    console = Console(width=width, file=io.StringIO(), record=True, color_system=color_system)
-    console.print(renderable)
-    text = console.export_text()
-    assert max(cell_len(line) for line in text.splitlines()) <= width
-    return text
 
 
 @pytest.fixture(scope="module")
