@@ -1,6 +1,5 @@
 """The attn views: pure functions from the attn document to renderables, drawn at several widths."""
 
-
 import pytest
 import torch
 from conftest import draw

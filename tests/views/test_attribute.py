@@ -1,6 +1,5 @@
 """The attribute view: the largest parts each way, the heads' grid, the sum against the logit, the note on σ."""
 
-
 import pytest
 from conftest import draw
 

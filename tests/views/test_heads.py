@@ -1,6 +1,5 @@
 """The heads view: a grid of roles, a table of scores and ablations, and what they say about copying."""
 
-
 import pytest
 from conftest import draw
 from toy_induction import induction_model
